@@ -1,0 +1,31 @@
+# kogata — two commands for a fresh machine: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.kogata-installed
+THREADS ?= 2
+DEMO_OUT ?= demo-out
+
+.PHONY: demo test test-unit setup clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "› installing kogata and its dependencies into $(VENV) (torch 2.13.0 CPU; llama-cpp-python builds once, ~5 min)"
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/kogata --threads $(THREADS) models pull smollm2-135m
+	$(BIN)/kogata --threads $(THREADS) models show smollm2-135m
+	$(BIN)/kogata --threads $(THREADS) eval smollm2-135m smollm2-135m-gguf@llamacpp --suite support-desk-en --out $(DEMO_OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q -p no:cacheprovider
+
+clean-venv:
+	rm -rf $(VENV)

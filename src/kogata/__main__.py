@@ -1,0 +1,3 @@
+from kogata.cli import main
+
+main()

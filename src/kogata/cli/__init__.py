@@ -1,0 +1,70 @@
+"""The ``kogata`` command: a thin typer app; each command calls one library function."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .. import __version__, settings
+from ..errors import KogataError
+from .common import console, err_console
+from .models import app as models_app
+
+app = typer.Typer(
+    name="kogata",
+    help="kogata (小型): make language models small and cheap to run, and prove they still do the job.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(models_app, name="models")
+
+
+def _register_optional() -> None:
+    """Commands living in their own modules; each registers itself on ``app``."""
+    import importlib
+
+    for mod in ("eval", "compress", "generate"):
+        try:
+            importlib.import_module(f"{__name__}.{mod}").register(app)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{mod}":
+                raise
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"kogata {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    threads: int = typer.Option(None, "--threads", "-t", help="CPU threads for every runtime (default: all cores).", envvar="KOGATA_THREADS"),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    settings.set_threads(threads)
+
+
+_register_optional()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except KogataError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,1 @@
+"""Bringing models in: the built-in catalog, artifacts and their manifests, loading for torch."""
