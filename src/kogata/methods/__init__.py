@@ -1,0 +1,1 @@
+"""Compression and adaptation methods: each a config dataclass + ``apply()``, registered by name."""

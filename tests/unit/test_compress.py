@@ -1,0 +1,128 @@
+"""`kogata compress`: methods registry, recipes, export-gguf and quantize on tiny models, and bad input."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from kogata.methods import registry
+from kogata.models.importer import import_local
+from kogata.store import Store
+from tests.cli_helpers import run_cli
+
+
+@pytest.fixture()
+def tiny_store(kogata_home, tiny_llama_dir):
+    store = Store()
+    import_local(store, tiny_llama_dir, name="tiny", log=lambda m: None)
+    return store
+
+
+def _err_line(err: str) -> str:
+    lines = [x for x in err.strip().splitlines() if x.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_list_methods(capsys, monkeypatch, kogata_home):
+    code, out, _ = run_cli(capsys, monkeypatch, "compress", "--list")
+    assert code == 0
+    for name in ("export-gguf", "quantize"):
+        assert name in out
+
+
+def test_export_then_quantize_recipe(tiny_store, tmp_path, capsys, monkeypatch):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("version: 1\nsteps:\n  - method: export-gguf\n  - method: quantize\n    params: {type: Q8_0}\n")
+    code, out, err = run_cli(capsys, monkeypatch, "compress", "tiny", "--recipe", str(recipe), "--out", "tiny-q8")
+    assert code == 0, err
+    store = Store()
+    q8 = store.get("tiny-q8")
+    f32 = store.get(q8.parent)
+    assert q8.format == "gguf" and f32.format == "gguf" and f32.parent == store.get("tiny").id
+    assert [s["method"] for s in q8.lineage] == ["import", "export-gguf", "quantize"]
+    assert q8.lineage[-1]["config"] == {"type": "Q8_0"}
+    assert q8.lineage[-1]["metrics"]["requantized"] is False
+    assert q8.bytes < f32.bytes
+    # replaying the same recipe reuses the stored artifacts instead of recomputing
+    n = len(store.list())
+    code, out, err = run_cli(capsys, monkeypatch, "compress", "tiny", "--recipe", str(recipe), "--out", "tiny-q8")
+    assert code == 0, err
+    assert len(Store().list()) == n and "reusing" in err
+
+
+def test_requantizing_a_quantized_gguf_is_recorded(tiny_store, capsys, monkeypatch):
+    assert run_cli(capsys, monkeypatch, "compress", "tiny", "-m", "export-gguf", "-o", "f32")[0] == 0
+    assert run_cli(capsys, monkeypatch, "compress", "f32", "-m", "quantize", "-s", "type=Q8_0", "-o", "q8")[0] == 0
+    code, _, err = run_cli(capsys, monkeypatch, "compress", "q8", "-m", "quantize", "-s", "type=Q4_0", "-o", "q4")
+    assert code == 0, err
+    step = Store().get("q4").lineage[-1]
+    assert step["metrics"]["requantized"] is True and "Q8_0" in step["note"]
+
+
+def test_torch_int8_marks_the_artifact(tiny_store, capsys, monkeypatch):
+    code, _, err = run_cli(capsys, monkeypatch, "compress", "tiny", "-m", "quantize", "-s", "type=int8-dynamic")
+    assert code == 0, err
+    art = Store().get("tiny.int8")
+    assert (art.path / "kogata_quantization.json").exists() and art.verify() == []
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["-m", "shrinkify"], ["unknown method", "export-gguf"]),
+        (["-m", "quantize", "-s", "typ=Q8_0"], ["no parameter 'typ'", "did you mean 'type'"]),
+        (["-m", "quantize", "-s", "type=Q9_X"], ["unknown quantization type", "Q4_K_M"]),
+        (["-m", "export-gguf", "-s", "out_type=f8"], ["out_type='f8'", "f16"]),
+        (["-m", "quantize", "-s", "type=Q4_K_M"], ["Q4_K_M is a GGUF type", "export-gguf"]),
+        (["-m", "quantize", "-s", "novalue"], ["key=value"]),
+    ],
+)
+def test_bad_method_input(tiny_store, capsys, monkeypatch, args, needles):
+    n = len(Store().list())
+    code, out, err = run_cli(capsys, monkeypatch, "compress", "tiny", *args)
+    assert code == 2
+    line = _err_line(err)
+    for needle in needles:
+        assert needle in line
+    assert len(Store().list()) == n
+
+
+def test_k_quant_the_architecture_cannot_take(tiny_store, capsys, monkeypatch):
+    assert run_cli(capsys, monkeypatch, "compress", "tiny", "-m", "export-gguf", "-o", "f32")[0] == 0
+    code, _, err = run_cli(capsys, monkeypatch, "compress", "f32", "-m", "quantize", "-s", "type=Q4_K_M")
+    assert code == 2 and "multiple of 256" in _err_line(err)
+
+
+def test_disk_full_mid_write_leaves_nothing(tiny_store, capsys, monkeypatch):
+    from kogata.methods import gguf_export
+
+    real = gguf_export.export_hf_to_gguf
+
+    def full_disk(hf_dir, out_file, out_type="f32", progress=None):
+        out_file.write_bytes(b"GGUF" + b"\0" * 1000)  # half-written
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gguf_export, "export_hf_to_gguf", full_disk)
+    n = len(Store().list())
+    code, _, err = run_cli(capsys, monkeypatch, "compress", "tiny", "-m", "export-gguf")
+    assert code == 2 and "no space left" in _err_line(err)
+    store = Store()
+    assert len(store.list()) == n and list(store.tmp_dir.iterdir()) == []
+    monkeypatch.setattr(gguf_export, "export_hf_to_gguf", real)
+
+
+def test_bad_recipe(tiny_store, tmp_path, capsys, monkeypatch):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("steps:\n  - method: export-gguf\n  - method: quantise\n")
+    code, _, err = run_cli(capsys, monkeypatch, "compress", "tiny", "--recipe", str(recipe))
+    assert code == 2 and "quantise" in _err_line(err) and "did you mean 'quantize'" in _err_line(err)
+    assert len(Store().list()) == 1  # validated before the first step ran
+
+
+def test_config_types_are_coerced():
+    from kogata.methods.quantize import QuantizeConfig
+
+    spec = registry.MethodSpec("x", QuantizeConfig, lambda a, c, x: a, ("gguf",), "")
+    assert registry.build_config(spec, {"type": "Q8_0"}).type == "Q8_0"
