@@ -1,0 +1,486 @@
+"""``trim-vocab``: keep only the token ids your texts need and shrink ``embed_tokens`` / ``lm_head`` to match (hf → hf).
+
+Kept ids = the ids the model's own tokenizer produces on the corpus (count ≥ ``min_count``) ∪ added/special tokens
+∪ the 256 byte tokens (byte-level alphabet, or ``<0x00>``…``<0xFF>`` for byte-fallback BPE) ∪ ids named by
+config.json / generation_config.json / the tokenizer's post-processor ∪ the tokens the chat template renders ∪
+``extra_tokens`` ∪ keep-list tokens (character classes, see :data:`~.vocab_tokenizer.CHAR_CLASSES`), then closed
+under the merges that build each kept token (see :mod:`.vocab_tokenizer` for why). New ids are 0..K-1 in the
+original id order; ``vocab_map.json`` in the artifact lists the old id of each new id.
+
+Guarantees (tested): on text whose original tokens are all kept ("covered" text), the trimmed tokenizer gives the
+same tokens (ids renumbered) and the trimmed model gives the same logits for every kept id. Probabilities
+renormalise over the kept vocabulary: the trimmed model's log-likelihood of covered text is the original's plus
+``-log(1 - p_dropped)`` per token, where ``p_dropped`` is the probability the original put on dropped ids; the
+step records that mass measured on the corpus (``dropped_mass_mean``/``max``). Generation cannot emit a dropped id:
+those rows no longer exist. The artifact is a plain HF folder (``AutoModelForCausalLM``/``AutoTokenizer``).
+
+Keep-lists keep vocabulary tokens whose text (one leading space ignored) is written only in the selected classes
+and is at most ``keep_max_chars`` characters long (default 1: character coverage, so unseen text in those
+scripts is spelled by characters rather than bytes; 0 means any length). Tokens BPE can never produce are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import KogataError
+from ..models.artifact import Artifact
+from . import vocab_tokenizer as vt
+from .registry import MethodContext, new_step, register_method
+
+UNUSED_TOKEN = re.compile(r"^<unused\d+>$")
+EMBED_TENSOR = re.compile(r"(^|\.)(embed_tokens|lm_head|wte|embed_out|word_embeddings)\.(weight|bias)$")
+TOKENIZER_VOCAB_FILES = {"vocab.json", "merges.txt", "tokenizer.model", "spiece.model", "tokenizer.tiktoken"}
+COPY_SKIP = {"kogata.json", "model.safetensors.index.json", "vocab_map.json", *TOKENIZER_VOCAB_FILES}
+BATCH = 64
+
+
+@dataclass
+class TrimVocabConfig:
+    keep: list[str] = field(default_factory=list)  # keep-lists: hiragana, katakana, cjk-common, ascii, digits, ...
+    keep_max_chars: int = 1  # longest keep-list token kept, in characters (0: any length)
+    min_count: int = 1  # a corpus token is kept when it occurs at least this often
+    extra_tokens: list[str] = field(default_factory=list)  # exact tokens, or texts whose tokens are kept
+    max_vocab: int | None = None  # keep at most this many ids (specials first, then by corpus frequency)
+    drop_unused: bool = True  # drop placeholder tokens named <unusedN> (Gemma has thousands)
+    heldout: list[str] = field(default_factory=list)  # text/JSONL files to measure coverage on (not used to choose)
+    mass_tokens: int = 256  # corpus tokens on which to measure the probability on dropped ids (0: skip)
+
+    def validate(self) -> None:
+        vt.check_keep_lists(self.keep)
+        if self.min_count < 1:
+            raise KogataError(f"min_count must be at least 1, got {self.min_count}", "use min_count=1 to keep every token seen")
+        if self.max_vocab is not None and self.max_vocab < 1:
+            raise KogataError(f"max_vocab must be positive, got {self.max_vocab}", "omit max_vocab for no limit")
+        if self.keep_max_chars < 0 or self.mass_tokens < 0:
+            raise KogataError("keep_max_chars and mass_tokens cannot be negative", "use 0 for no limit / no measurement")
+
+
+@register_method(
+    "trim-vocab",
+    TrimVocabConfig,
+    input_formats=("hf",),
+    summary="keep only the tokens your texts need (+ keep-lists); shrinks embed_tokens/lm_head, exact on covered text",
+    uses_data=True,
+)
+def trim_vocab(artifact: Artifact, cfg: TrimVocabConfig, ctx: MethodContext) -> Artifact:
+    from ..models.load import load_tokenizer
+
+    cfg.validate()
+    started = time.time()
+    src = artifact.path
+    vocab = vt.read_bpe(src / "tokenizer.json", what=artifact.name)
+    texts = read_texts(ctx.data)
+    if not any(t.strip() for t in texts):
+        raise KogataError("the corpus for trim-vocab is empty", "pass --data with files holding your texts (.txt, .md or .jsonl)")
+    held = read_texts([Path(p) for p in cfg.heldout])
+    model_cfg = _read_json(src / "config.json")
+    rows = _embedding_rows(src, model_cfg)
+    tok = load_tokenizer(artifact)
+    backend = tok.backend_tokenizer
+    advance = ctx.task("trim-vocab: tokenising the corpus", len(texts))
+    counts, head = count_tokens(backend, texts, vocab.size, advance, cfg.mass_tokens)
+    plan = choose_ids(vocab, tok, cfg, counts, rows, model_cfg, _read_json(src / "generation_config.json"))
+    ctx.log(f"trim-vocab: keeping {len(plan.kept)} of {rows} tokens")
+    with ctx.store.stage() as st:
+        new_of = write_trimmed(src, st.dir, vocab, plan.kept, rows, artifact.id)
+        trimmed = load_tokenizer(st.dir)
+        check = vt.compare_segmentation(backend, trimmed.backend_tokenizer, plan.kept, texts)
+        if check["docs_covered"] != check["docs_identical"]:
+            raise KogataError(
+                f"trim-vocab self-check failed: {check['docs_covered'] - check['docs_identical']} covered corpus texts tokenise differently",
+                "this is a bug in trim-vocab; please report it with the tokenizer.json",
+            )
+        _check_chat_template(tok, trimmed, new_of)
+        metrics = plan.metrics(vocab, rows)
+        metrics.update(corpus_docs=check["docs"], corpus_docs_covered=check["docs_covered"], corpus_token_coverage=check["ids_kept"])
+        metrics.update(_param_counts(artifact, st.dir))
+        if held:
+            metrics["heldout"] = vt.compare_segmentation(backend, trimmed.backend_tokenizer, plan.kept, held)
+        if cfg.mass_tokens:
+            metrics.update(dropped_mass(src, plan.kept, backend.encode("", add_special_tokens=True).ids + head))
+        step = new_step("trim-vocab", cfg, ctx, started, metrics=metrics,
+                        note="probabilities renormalise over the kept vocabulary; logits of kept ids are unchanged")
+        return st.commit(
+            format="hf",
+            name=ctx.out_name or f"{artifact.name}.vocab{len(plan.kept)}",
+            parent=artifact,
+            step=step,
+            architecture=artifact.architecture,
+        )
+
+
+# ---- the corpus ---------------------------------------------------------------------------------------------
+def read_texts(paths: list[Path]) -> list[str]:
+    """Every text in ``paths``: whole .txt/.md files (any non-JSON suffix is read as UTF-8 text), every string
+    field of each .jsonl record or .json document. Folders are read recursively."""
+    out: list[str] = []
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise KogataError(f"data file {p} does not exist", "check the --data path")
+        files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")) if p.is_dir() else [p]
+        for f in files:
+            out.extend(_texts_of(f))
+    return [t for t in out if t]
+
+
+def _texts_of(f: Path) -> Iterator[str]:
+    try:
+        raw = f.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise KogataError(f"{f} is not UTF-8 text", "give plain text, Markdown or JSONL files") from None
+    suffix = f.suffix.lower()
+    if suffix == ".jsonl":
+        for number, line in enumerate(raw.splitlines(), 1):
+            if line.strip():
+                try:
+                    yield from _strings(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise KogataError(f"{f}:{number} is not valid JSON ({exc.msg})", "fix or remove that line") from None
+    elif suffix == ".json":
+        try:
+            yield from _strings(json.loads(raw))
+        except json.JSONDecodeError as exc:
+            raise KogataError(f"{f} is not valid JSON ({exc.msg})", "fix the file, or rename it .txt to read it as text") from None
+    else:
+        yield raw
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for v in node.values():
+            yield from _strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _strings(v)
+
+
+def count_tokens(backend: Any, texts: list[str], size: int, advance: Any, head: int = 0) -> tuple[Counter, list[int]]:
+    """How often each id occurs in ``texts`` (no special tokens added), tokenised in batches, and the first
+    ``head`` ids in corpus order. Only counts are kept, so a large corpus does not hold every id in memory."""
+    counts = np.zeros(size, dtype=np.int64)
+    first: list[int] = []
+    for i in range(0, len(texts), BATCH):
+        batch = texts[i : i + BATCH]
+        ids = [e.ids for e in backend.encode_batch(batch, add_special_tokens=False)]
+        flat = np.fromiter((j for row in ids for j in row), dtype=np.int64)
+        counts += np.bincount(flat, minlength=size)[:size]
+        if len(first) < head:
+            first.extend(flat[: head - len(first)].tolist())
+        advance(len(batch))
+    nz = np.flatnonzero(counts)
+    return Counter(dict(zip(nz.tolist(), counts[nz].tolist()))), first
+
+
+# ---- choosing the ids ---------------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    kept: list[int]  # sorted old ids
+    sources: dict[str, int]  # how many ids each reason added (first reason wins)
+    corpus_counts: Counter
+    skipped_for_budget: int
+    unreachable_keep_list: int
+
+    def metrics(self, v: vt.BPEVocab, rows: int) -> dict[str, Any]:
+        kept = set(self.kept)
+        cut_by, kept_by = Counter(), Counter()
+        for i in range(rows):
+            label = "special" if i in v.added_ids else vt.script_of(v.text(i)) if i < v.size else "unassigned"
+            (kept_by if i in kept else cut_by)[label] += 1
+        return {
+            "vocab_before": rows,
+            "vocab_after": len(self.kept),
+            "kept_by_reason": self.sources,
+            "kept_by_class": dict(kept_by.most_common()),
+            "cut_by_class": dict(cut_by.most_common()),
+            "corpus_tokens": int(sum(self.corpus_counts.values())),
+            "corpus_distinct_tokens": len(self.corpus_counts),
+            "skipped_for_max_vocab": self.skipped_for_budget,
+            "keep_list_unreachable": self.unreachable_keep_list,
+        }
+
+
+def choose_ids(v: vt.BPEVocab, tok: Any, cfg: TrimVocabConfig, counts: Counter, rows: int,
+               model_cfg: dict[str, Any], gen_cfg: dict[str, Any]) -> Plan:
+    """The kept ids, closed under merges, within ``max_vocab``; raises when the result would be pointless."""
+    added = {i for i in v.added_ids if not (cfg.drop_unused and UNUSED_TOKEN.match(v.tokens[i] or ""))}
+    named = vt.referenced_ids(v) | config_token_ids(model_cfg) | config_token_ids(gen_cfg) | set(tok.all_special_ids)
+    unk = v.data["model"].get("unk_token")
+    if unk in v.ids:
+        named.add(v.ids[unk])
+    groups: list[tuple[str, list[int]]] = [
+        ("special", sorted(added | named)),
+        ("bytes", sorted(v.byte_ids)),
+        ("chat_template", template_ids(tok)),
+        ("extra_tokens", _extra_ids(v, tok, cfg.extra_tokens)),
+        ("corpus", [i for i, c in counts.most_common() if c >= cfg.min_count]),
+    ]
+    unreachable = 0
+    if cfg.keep:
+        listed = []
+        for i in range(min(v.size, rows)):
+            text = v.text(i)
+            if i in v.added_ids or i in v.byte_ids or text is None or not vt.in_classes(text, cfg.keep, cfg.keep_max_chars):
+                continue
+            if vt.derivation(v, v.tokens[i]) is None:
+                unreachable += 1
+            else:
+                listed.append(i)
+        groups.append(("keep_lists", listed))
+    kept: set[int] = set()
+    sources: dict[str, int] = {}
+    skipped = 0
+    for reason, ids in groups:
+        mandatory = reason in ("special", "bytes", "chat_template")
+        before = len(kept)
+        for i in ids:
+            if i in kept or i >= rows:
+                continue
+            add = vt.closure(v, [i]) - kept
+            if cfg.max_vocab and not mandatory and len(kept) + len(add) > cfg.max_vocab:
+                skipped += 1
+                continue
+            kept |= add
+        sources[reason] = len(kept) - before
+        if mandatory and cfg.max_vocab and len(kept) > cfg.max_vocab:
+            raise KogataError(
+                f"max_vocab={cfg.max_vocab} is below the {len(kept)} special, byte and chat-template tokens that are always kept",
+                f"raise max_vocab above {len(kept)}",
+            )
+    base = sources["special"] + sources["bytes"] + sources["chat_template"]
+    if len(kept) == base:
+        raise KogataError(
+            "the corpus needs no tokens beyond the special and byte tokens, so the trimmed model would be useless",
+            "pass texts in the language and domain the model will serve",
+        )
+    if len(kept) >= rows:
+        raise KogataError(f"nothing to trim: the corpus and keep-lists need all {rows} tokens", "use fewer keep-lists or a narrower corpus")
+    return Plan(sorted(kept), sources, counts, skipped, unreachable)
+
+
+def config_token_ids(cfg: dict[str, Any]) -> set[int]:
+    """Token ids named by a model or generation config (``*_token_id(s)``, nested ``*_config``)."""
+    out: set[int] = set()
+    for key, val in cfg.items():
+        if isinstance(val, dict) and key.endswith("_config"):
+            out |= config_token_ids(val)
+        elif key.endswith(("_token_id", "_token_ids")):
+            out.update(x for x in (val if isinstance(val, list) else [val]) if isinstance(x, int) and x >= 0)
+    return out
+
+
+def template_ids(tok: Any) -> list[int]:
+    """Tokens of the chat template's own text (role names, separators), rendered around a one-character message."""
+    if not getattr(tok, "chat_template", None):
+        return []
+    ids: set[int] = set()
+    for msgs in ([{"role": "system", "content": "."}, {"role": "user", "content": "."}, {"role": "assistant", "content": "."}],
+                 [{"role": "user", "content": "."}, {"role": "assistant", "content": "."}]):
+        for gen in (False, True):
+            try:
+                text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+            except Exception:  # noqa: BLE001 - templates raise anything (e.g. no system role)
+                continue
+            ids.update(tok.backend_tokenizer.encode(text, add_special_tokens=False).ids)
+    return sorted(ids)
+
+
+def _extra_ids(v: vt.BPEVocab, tok: Any, extra: list[str]) -> list[int]:
+    out: list[int] = []
+    for item in extra:
+        if item in v.ids:
+            out.append(v.ids[item])
+        else:
+            out.extend(tok.backend_tokenizer.encode(item, add_special_tokens=False).ids)
+    return out
+
+
+# ---- writing the artifact -------------------------------------------------------------------------------------
+def write_trimmed(src: Path, dst: Path, v: vt.BPEVocab, kept: list[int], rows: int, parent_id: str) -> dict[int, int]:
+    """Write tokenizer, configs, sliced weights and ``vocab_map.json`` into ``dst``; return old id → new id."""
+    new_of = {old: new for new, old in enumerate(kept)}
+    _write_json(dst / "tokenizer.json", vt.trimmed_json(v, kept), indent=None)
+    for f in sorted(src.iterdir()):
+        if not f.is_file() or f.name in COPY_SKIP or f.suffix == ".safetensors":
+            continue
+        if f.name == "tokenizer.json":
+            continue
+        if f.name == "tokenizer_config.json":
+            _write_json(dst / f.name, vt.remap_tokenizer_config(_read_json(f), new_of))
+        elif f.name == "added_tokens.json":
+            _write_json(dst / f.name, vt.remap_added_tokens_file(_read_json(f), new_of))
+        elif f.name in ("config.json", "generation_config.json"):
+            _write_json(dst / f.name, remap_config(_read_json(f), new_of, len(kept)))
+        else:
+            _link_or_copy(f, dst / f.name)
+    index = np.asarray(kept, dtype=np.int64)
+    total = 0
+    sliced = 0
+    for f in sorted(src.glob("*.safetensors")):
+        size, n = slice_safetensors(f, dst / f.name, index, rows)
+        total += size
+        sliced += n
+    if not sliced:
+        raise KogataError(f"no token embedding with {rows} rows found in {src.name}", "trim-vocab needs embed_tokens/lm_head tensors")
+    idx = src / "model.safetensors.index.json"
+    if idx.is_file():
+        data = _read_json(idx)
+        data.setdefault("metadata", {})["total_size"] = total
+        _write_json(dst / idx.name, data)
+    _write_json(dst / "vocab_map.json", {"format": "kogata-vocab-map/1", "parent": parent_id, "vocab_before": rows,
+                                         "vocab_after": len(kept), "new_to_old": kept}, indent=None)
+    return new_of
+
+
+def remap_config(cfg: dict[str, Any], new_of: dict[int, int], size: int) -> dict[str, Any]:
+    """config.json / generation_config.json with ``vocab_size`` and every ``*_token_id(s)`` renumbered."""
+    out: dict[str, Any] = {}
+    for key, val in cfg.items():
+        if key == "vocab_size" and isinstance(val, int):
+            out[key] = size
+        elif isinstance(val, dict) and key.endswith("_config"):
+            out[key] = remap_config(val, new_of, size) if "vocab_size" in val else val
+        elif key.endswith(("_token_id", "_token_ids")) or key in ("suppress_tokens", "begin_suppress_tokens"):
+            if isinstance(val, list):
+                out[key] = [new_of[x] for x in val if isinstance(x, int) and x in new_of]
+            elif isinstance(val, int) and val >= 0:
+                out[key] = new_of.get(val)
+            else:
+                out[key] = val
+        else:
+            out[key] = val
+    return out
+
+
+def slice_safetensors(src: Path, dst: Path, kept: np.ndarray, rows: int) -> tuple[int, int]:
+    """Copy a safetensors file, keeping only rows ``kept`` of each token-embedding tensor with ``rows`` rows.
+
+    Works on raw bytes through a memory map: the other tensors are copied block by block, and only the kept rows
+    of the embedding are read, so no full-size copy of a 262k-row embedding is made. Returns (data bytes, tensors
+    sliced)."""
+    with open(src, "rb") as f:
+        (hlen,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(hlen))
+    meta = header.pop("__metadata__", None)
+    new_header: dict[str, Any] = {}
+    plan = []
+    offset = 0
+    for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+        start, end = info["data_offsets"]
+        shape = list(info["shape"])
+        row_bytes = None
+        if EMBED_TENSOR.search(name) and shape and shape[0] == rows:
+            row_bytes = (end - start) // rows
+            shape[0] = len(kept)
+            nbytes = row_bytes * len(kept)
+        else:
+            nbytes = end - start
+        plan.append((start, end, row_bytes))
+        new_header[name] = {"dtype": info["dtype"], "shape": shape, "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    if meta is not None:
+        new_header["__metadata__"] = meta
+    hbytes = json.dumps(new_header, separators=(",", ":")).encode()
+    hbytes += b" " * (-len(hbytes) % 8)
+    data = np.memmap(src, dtype=np.uint8, mode="r", offset=8 + hlen)
+    block = 1 << 26
+    with open(dst, "wb") as out:
+        out.write(struct.pack("<Q", len(hbytes)))
+        out.write(hbytes)
+        for start, end, row_bytes in plan:
+            if row_bytes is None:
+                for s in range(start, end, block):
+                    out.write(data[s : min(end, s + block)].tobytes())
+            else:
+                table = data[start:end].reshape(rows, row_bytes)
+                step = max(1, block // max(row_bytes, 1))
+                for s in range(0, len(kept), step):
+                    out.write(table[kept[s : s + step]].tobytes())
+    del data
+    return offset, sum(1 for p in plan if p[2] is not None)
+
+
+def _param_counts(artifact: Artifact, folder: Path) -> dict[str, Any]:
+    from ..models.inspect import count_params
+
+    before = artifact.params or count_params(artifact.path, "hf")
+    after = count_params(folder, "hf")
+    return {"params_before": before, "params_after": after,
+            "params_reduction": round(1 - after / before, 4) if before and after else None}
+
+
+# ---- checks and measurements ---------------------------------------------------------------------------------
+def _check_chat_template(orig: Any, trimmed: Any, new_of: dict[int, int]) -> None:
+    if not getattr(orig, "chat_template", None):
+        return
+    msgs = [{"role": "user", "content": "."}]
+    try:
+        a = orig.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    except Exception:  # noqa: BLE001 - the original template cannot render this either
+        return
+    b = trimmed.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    if [new_of.get(i) for i in a] != list(b):
+        raise KogataError("trim-vocab self-check failed: the chat template tokenises differently", "this is a bug in trim-vocab; please report it")
+
+
+def dropped_mass(model_dir: Path, kept: list[int], ids: list[int]) -> dict[str, Any]:
+    """Probability the original model puts on dropped ids when predicting each next token of ``ids`` (the
+    tokenizer's leading special tokens, e.g. BOS, then the corpus' first tokens)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if len(ids) < 2:
+        return {}
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        del logits
+        keep = torch.zeros(logp.shape[-1], dtype=torch.bool)
+        keep[torch.tensor(kept)] = True
+        p_kept = torch.logsumexp(logp[:, keep], dim=-1).exp().clamp(max=1.0)
+    p_drop = (1 - p_kept).clamp(min=0.0)
+    return {"dropped_mass_tokens": len(ids), "dropped_mass_mean": round(float(p_drop.mean()), 6),
+            "dropped_mass_max": round(float(p_drop.max()), 6),
+            "renormalisation_gain_nats": round(float(-torch.log(p_kept).mean()), 6)}
+
+
+# ---- small helpers -------------------------------------------------------------------------------------------
+def _embedding_rows(src: Path, cfg: dict[str, Any]) -> int:
+    size = cfg.get("vocab_size") or (cfg.get("text_config") or {}).get("vocab_size")
+    if not isinstance(size, int):
+        raise KogataError(f"{src / 'config.json'} has no vocab_size", "trim-vocab needs a causal LM config")
+    return size
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write_json(path: Path, data: Any, indent: int | None = 2) -> None:
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=indent), encoding="utf-8")
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
