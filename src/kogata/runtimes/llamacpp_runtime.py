@@ -1,0 +1,235 @@
+"""The ``llamacpp`` runtime: llama-cpp-python over a ``gguf`` artifact's model file.
+
+Options: ``n_ctx`` (default 2048, or the model's training context if smaller; it is also the longest scored
+input, like the torch runtime's ``max_length``), ``n_batch`` (512), ``kv_type`` (KV-cache precision:
+``f16`` — llama.cpp's default — ``f32`` or ``q8_0``).
+Threads come from :func:`kogata.settings.get_threads` (``n_threads`` and ``n_threads_batch``).
+
+Scoring tokenizes exactly like the torch runtime (see :mod:`kogata.runtimes.scoring`) with llama.cpp's own
+tokenizer (``add_bos`` = the tokenizer's special tokens, ``special=True`` to parse special-token text, as HF
+does). Log-probabilities are computed only for the positions that predict a scored token: the batch marks
+just those positions for output and the logits are read back in slices, so no ``n_ctx x n_vocab`` array is
+ever allocated. Consecutive sequences that share a prefix (multiple-choice answers after one question) reuse
+the KV cache for that prefix.
+
+Generation is greedy (``temperature=0``, no repeat penalty) through ``create_completion``; chat goes through
+``create_chat_completion`` with the GGUF's chat template, or — if the GGUF has none — through the same plain
+``User:/Assistant:`` transcript the torch runtime uses.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import KogataError
+from ..settings import get_threads
+from . import register_runtime
+from .base import GenerateRequest, TimedGeneration
+from .scoring import ScoringRuntime, TokenPair, log_softmax
+from .torch_runtime import DEFAULT_MAX_LENGTH, render_plain_chat
+
+LOGIT_SLICE = 128
+KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}  # ggml type ids (llama_cpp.GGML_TYPE_*)
+
+
+@register_runtime("llamacpp")
+class LlamaCppRuntime(ScoringRuntime):
+    name = "llamacpp"
+    formats = ("gguf",)
+    options = ("n_ctx", "n_batch", "kv_type")
+
+    def __init__(self, artifact: Any, *, n_ctx: int | None = None, n_batch: int = 512, kv_type: str = "f16"):
+        try:
+            import llama_cpp
+        except ImportError:
+            raise KogataError("runtime 'llamacpp' needs llama-cpp-python", "pip install llama-cpp-python==0.3.36") from None
+        self._llama_cpp = llama_cpp
+        path = Path(artifact.gguf_path)
+        if not path.is_file():
+            raise KogataError(f"GGUF file {path} is missing", "re-import or re-export the artifact")
+        if n_ctx is not None and n_ctx < 8:
+            raise KogataError(f"llamacpp runtime: n_ctx={n_ctx} is too small", "use n_ctx=512 or more")
+        if kv_type not in KV_TYPES:
+            raise KogataError(f"llamacpp runtime: unknown kv_type {kv_type!r}", f"use one of: {', '.join(KV_TYPES)}")
+        self.threads = get_threads()
+        started = time.perf_counter()
+        requested = n_ctx or DEFAULT_MAX_LENGTH
+        self.llm = self._load(llama_cpp, path, requested, n_batch, kv_type)
+        trained = self.llm._model.n_ctx_train()
+        if n_ctx is None and 0 < trained < requested:  # a model trained on a shorter context: use that
+            self.llm.close()
+            requested = trained
+            self.llm = self._load(llama_cpp, path, requested, n_batch, kv_type)
+        self.load_s = time.perf_counter() - started
+        # close the model before interpreter shutdown (Llama.__del__ fails once llama_cpp's globals are gone)
+        self._finalizer = weakref.finalize(self, self.llm.close)
+        self.artifact_id = getattr(artifact, "id", str(path))
+        self.gguf_file = path.name
+        self.n_ctx = self.llm.n_ctx()  # llama.cpp may round the context up (to a multiple of 256)
+        self.n_batch = self.llm.n_batch
+        self.max_length = min(requested, self.n_ctx)
+        self.kv_type = kv_type
+        self.n_vocab = self.llm.n_vocab()
+        self._cached: list[int] = []  # tokens whose KV entries the scorer left in sequence 0
+        self._chat_template = self.llm.metadata.get("tokenizer.chat_template")
+
+    @staticmethod
+    def _load(llama_cpp: Any, path: Path, n_ctx: int, n_batch: int, kv_type: str) -> Any:
+        threads = get_threads()
+        return llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_batch=min(n_batch, n_ctx),
+            n_ubatch=min(n_batch, n_ctx),
+            n_threads=threads,
+            n_threads_batch=threads,
+            logits_all=False,
+            type_k=KV_TYPES[kv_type],
+            type_v=KV_TYPES[kv_type],
+            verbose=False,
+        )
+
+    # ------------------------------------------------------------------ tokens
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        if not text:
+            return self.llm.tokenize(b"", add_bos=add_special_tokens, special=True) if add_special_tokens else []
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_special_tokens, special=True)
+
+    @property
+    def prefix_token_id(self) -> int:
+        bos = self.llm.token_bos()
+        return bos if bos is not None and bos >= 0 else self.llm.token_eos()
+
+    def prefix_token_text(self) -> str | None:
+        return self.llm.detokenize([self.prefix_token_id], special=True).decode("utf-8", errors="ignore") or None
+
+    # ------------------------------------------------------------------ scoring
+    def score_tokens(self, pairs: Sequence[TokenPair]) -> list[tuple[float, bool]]:
+        inputs = [(ctx + cont)[:-1] for ctx, cont in pairs]
+        order = sorted(range(len(pairs)), key=lambda i: inputs[i])  # neighbours share prefixes
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
+        for i in order:
+            results[i] = self._score_one(inputs[i], pairs[i][1])
+        self.llm.reset()
+        return results
+
+    def _score_one(self, inp: list[int], cont: list[int]) -> tuple[float, bool]:
+        first_needed = len(inp) - len(cont)
+        common = 0
+        for a, b in zip(self._cached, inp):
+            if a != b:
+                break
+            common += 1
+        start = min(common, first_needed)
+        if not self.llm._ctx.kv_cache_seq_rm(-1, start, -1):
+            self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            start = 0
+        self._cached = inp[:start]
+        batch = self.llm._batch.batch
+        ctx = self.llm._ctx
+        logprob, greedy, target_pos = 0.0, True, 0
+        for lo in range(start, len(inp), self.n_batch):
+            chunk = inp[lo : lo + self.n_batch]
+            batch.n_tokens = len(chunk)
+            flagged = 0
+            for j, token in enumerate(chunk):
+                batch.token[j] = token
+                batch.pos[j] = lo + j
+                batch.n_seq_id[j] = 1
+                batch.seq_id[j][0] = 0
+                want = lo + j >= first_needed
+                batch.logits[j] = want
+                flagged += want
+            rc = self._llama_cpp.llama_decode(ctx.ctx, batch)
+            if rc != 0:
+                self._cached = []
+                raise RuntimeError(f"llama_decode returned {rc}")
+            self._cached.extend(chunk)
+            if not flagged:
+                continue
+            logits = np.ctypeslib.as_array(ctx.get_logits(), shape=(flagged, self.n_vocab))
+            for s in range(0, flagged, LOGIT_SLICE):
+                rows = log_softmax(logits[s : s + LOGIT_SLICE])
+                targets = np.asarray(cont[target_pos : target_pos + len(rows)])
+                logprob += float(rows[np.arange(len(rows)), targets].sum())
+                greedy = greedy and bool((rows.argmax(axis=1) == targets).all())
+                target_pos += len(rows)
+        return logprob, greedy
+
+    # ------------------------------------------------------------------ generation
+    def _completion(self, prompt_ids: list[int], max_tokens: int, stop: Sequence[str]) -> str:
+        self._cached = []
+        max_tokens = max(0, min(max_tokens, self.n_ctx - len(prompt_ids)))
+        if max_tokens == 0:
+            return ""
+        out = self.llm.create_completion(
+            prompt=prompt_ids, max_tokens=max_tokens, temperature=0.0, top_k=1, repeat_penalty=1.0, stop=list(stop) or None
+        )
+        return out["choices"][0]["text"]
+
+    def generate(self, requests: list[GenerateRequest]) -> list[str]:
+        outputs = []
+        for req in requests:
+            if req.messages is not None:
+                outputs.append(self.chat(req.messages, max_tokens=req.max_tokens, stop=req.stop))
+            else:
+                outputs.append(self._completion(self.tok_encode(req.prompt or ""), req.max_tokens, req.stop))
+        return outputs
+
+    def chat(self, messages: list[dict[str, str]], max_tokens: int = 256, stop: list[str] | None = None) -> str:
+        stop = list(stop or [])
+        if not self._chat_template:
+            return self._completion(self.tok_encode(render_plain_chat(messages)), max_tokens, stop + ["\nUser:"])
+        self._cached = []
+        out = self.llm.create_chat_completion(
+            messages=messages, max_tokens=max_tokens, temperature=0.0, top_k=1, repeat_penalty=1.0, stop=stop or None
+        )
+        return out["choices"][0]["message"]["content"] or ""
+
+    def timed_generate(self, prompt: str, max_new_tokens: int, *, ignore_eos: bool = True) -> TimedGeneration:
+        ids = self.tok_encode(prompt)
+        max_new_tokens = max(0, min(max_new_tokens, self.n_ctx - len(ids)))
+        self._cached = []
+        self.llm.reset()
+        eos = self.llm.token_eos()
+        started = time.perf_counter()
+        first, n = None, 0
+        if max_new_tokens:
+            for token in self.llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
+                if first is None:
+                    first = time.perf_counter() - started
+                if token == eos and not ignore_eos:
+                    break
+                n += 1
+                if n >= max_new_tokens:
+                    break
+        total = time.perf_counter() - started
+        self.llm.reset()
+        return TimedGeneration(prompt_tokens=len(ids), new_tokens=n, ttft_s=first if first is not None else total, total_s=total)
+
+    # ------------------------------------------------------------------ facts
+    def info(self) -> dict[str, Any]:
+        return {
+            "runtime": self.name,
+            "artifact": self.artifact_id,
+            "gguf_file": self.gguf_file,
+            "threads": self.threads,
+            "n_ctx": self.n_ctx,
+            "n_batch": self.n_batch,
+            "kv_type": self.kv_type,
+            "max_length": self.max_length,
+            "load_s": round(self.load_s, 3),
+            "llama_cpp_python": metadata.version("llama-cpp-python"),
+        }
+
+    def close(self) -> None:
+        if getattr(self, "llm", None) is not None:
+            self._finalizer()
+            self.llm = None

@@ -1,0 +1,237 @@
+"""The ``torch`` runtime: transformers on CPU, the reference every other runtime is compared with.
+
+Options: ``dtype`` (``float32`` default, or ``bfloat16``), ``int8`` (dynamic int8 quantisation of every
+``nn.Linear`` with ``torch.ao.quantization.quantize_dynamic``; float32 only), ``batch_size`` for scoring (8),
+``max_length`` (the longest scored input; default the model's context capped at 2048).
+
+Scoring never materialises full-vocabulary logits for a whole sequence: the decoder's hidden states are
+computed once, and logits are produced from the output embedding for at most ``LOGIT_SLICE`` positions at a
+time (Gemma-3's vocabulary has 262,144 entries), applying ``final_logit_softcapping`` when the config has it.
+Batches are right-padded without an attention mask, as in lm-eval: with causal attention, padding after a
+sequence cannot influence it.
+
+Generation is a greedy loop with the KV cache (``logits_to_keep=1``), stopping at EOS or at the first stop
+string, which is cut from the output. Chat renders the tokenizer's chat template; a tokenizer without one gets
+a plain ``User: …\\nAssistant:`` transcript (with ``\\nUser:`` as an extra stop string).
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import time
+import warnings
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
+
+import torch
+
+from ..errors import KogataError
+from ..settings import get_threads
+from . import register_runtime
+from .base import GenerateRequest, TimedGeneration
+from .scoring import ScoringRuntime, TokenPair
+
+DEFAULT_MAX_LENGTH = 2048
+LOGIT_SLICE = 128
+DTYPES = ("float32", "bfloat16")
+
+
+def model_context_length(config: Any, default: int = DEFAULT_MAX_LENGTH) -> int:
+    """The model's context as lm-eval resolves it (``text_config`` first, then the top-level config)."""
+    cfg = getattr(config, "text_config", None) or config
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(cfg, attr, None)
+        if value is not None:
+            return int(value)
+    return default
+
+
+def render_plain_chat(messages: list[dict[str, str]]) -> str:
+    """Fallback chat rendering for models without a chat template: ``System:``/``User:``/``Assistant:`` turns."""
+    names = {"system": "System", "user": "User", "assistant": "Assistant"}
+    lines = [f"{names.get(m['role'], m['role'].title())}: {m['content']}" for m in messages]
+    return "\n".join(lines) + "\nAssistant:"
+
+
+@register_runtime("torch")
+class TorchRuntime(ScoringRuntime):
+    name = "torch"
+    formats = ("hf", "gguf")  # a GGUF is dequantised to float by transformers
+    options = ("dtype", "int8", "batch_size", "max_length")
+
+    def __init__(
+        self,
+        artifact: Any,
+        *,
+        dtype: str = "float32",
+        int8: bool = False,
+        batch_size: int = 8,
+        max_length: int | None = None,
+    ):
+        from ..models.load import load_torch
+
+        if dtype not in DTYPES:
+            raise KogataError(f"torch runtime: unknown dtype {dtype!r}", f"use one of: {', '.join(DTYPES)}")
+        if int8 and dtype != "float32":
+            raise KogataError("torch runtime: int8 needs dtype float32", "drop dtype or set dtype=float32 with int8")
+        if batch_size < 1:
+            raise KogataError(f"torch runtime: batch_size must be at least 1, got {batch_size}", "pass batch_size=1 or more")
+        self.threads = get_threads()
+        torch.set_num_threads(self.threads)
+        started = time.perf_counter()
+        self.model, self.tokenizer = load_torch(artifact, dtype=dtype)
+        if int8:
+            with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao, which is slower on CPU
+                warnings.simplefilter("ignore")
+                self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.load_s = time.perf_counter() - started
+        self.dtype, self.int8, self.batch_size = dtype, bool(int8), int(batch_size)
+        self.artifact_id = getattr(artifact, "id", str(artifact))
+        self.max_length = int(max_length or min(model_context_length(self.model.config), DEFAULT_MAX_LENGTH))
+        self._decoder = self.model.get_decoder()
+        self._head = self.model.get_output_embeddings()
+        cfg = getattr(self.model.config, "text_config", None) or self.model.config
+        self._softcap = getattr(cfg, "final_logit_softcapping", None)
+        params = inspect.signature(self.model.forward).parameters
+        self._keep_arg = "logits_to_keep" in params
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.2x
+        eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
+        eos = eos if eos is not None else self.tokenizer.eos_token_id
+        self._eos = set(eos if isinstance(eos, list) else [eos]) - {None}
+
+    # ------------------------------------------------------------------ tokens
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
+
+    @property
+    def prefix_token_id(self) -> int:
+        tok = self.tokenizer
+        return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+    def prefix_token_text(self) -> str | None:
+        return self.tokenizer.decode([self.prefix_token_id])
+
+    # ------------------------------------------------------------------ scoring
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self._head(hidden).float()
+        if self._softcap:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        return logits
+
+    @torch.inference_mode()
+    def score_tokens(self, pairs: Sequence[TokenPair]) -> list[tuple[float, bool]]:
+        order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            inputs = [(pairs[i][0] + pairs[i][1])[:-1] for i in chunk]
+            width = max(len(x) for x in inputs)
+            ids = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, x in enumerate(inputs):
+                ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
+            hidden = self._decoder(input_ids=ids, use_cache=False).last_hidden_state
+            rows, cols, targets = [], [], []
+            for row, i in enumerate(chunk):
+                cont = pairs[i][1]
+                n_in = len(inputs[row])
+                rows += [row] * len(cont)
+                cols += range(n_in - len(cont), n_in)
+                targets += cont
+            picked = hidden[torch.tensor(rows), torch.tensor(cols)]
+            target = torch.tensor(targets, dtype=torch.long)
+            token_lp = torch.empty(len(targets), dtype=torch.float64)
+            token_greedy = torch.empty(len(targets), dtype=torch.bool)
+            for s in range(0, len(targets), LOGIT_SLICE):
+                logprobs = torch.log_softmax(self._logits(picked[s : s + LOGIT_SLICE]), dim=-1)
+                tgt = target[s : s + LOGIT_SLICE]
+                token_lp[s : s + LOGIT_SLICE] = logprobs.gather(1, tgt[:, None])[:, 0].double()
+                token_greedy[s : s + LOGIT_SLICE] = logprobs.argmax(dim=-1) == tgt
+            offset = 0
+            for i in chunk:
+                n = len(pairs[i][1])
+                results[i] = (float(token_lp[offset : offset + n].sum()), bool(token_greedy[offset : offset + n].all()))
+                offset += n
+        return results
+
+    # ------------------------------------------------------------------ generation
+    @torch.inference_mode()
+    def _greedy(self, prompt_ids: list[int], max_new: int, stop: Sequence[str], ignore_eos: bool = False):
+        """Yield (token id, text so far, stopped) for each generated token."""
+        kwargs = {"logits_to_keep": 1} if self._keep_arg else {}
+        ids = torch.tensor([prompt_ids], dtype=torch.long)
+        past = None
+        generated: list[int] = []
+        for _ in range(max_new):
+            out = self.model(input_ids=ids, use_cache=True, **{self._cache_arg: past}, **kwargs)
+            past = out.get("cache")
+            if past is None:
+                past = out.get("past_key_values")
+            token = int(out.logits[0, -1].argmax())
+            if token in self._eos and not ignore_eos:
+                return
+            generated.append(token)
+            text = self.tokenizer.decode(generated, skip_special_tokens=True)
+            cut = min((p for p in (text.find(s) for s in stop if s) if p >= 0), default=-1)
+            if cut >= 0:
+                yield token, text[:cut], True
+                return
+            yield token, text, False
+            ids = torch.tensor([[token]], dtype=torch.long)
+
+    def _complete(self, prompt_ids: list[int], max_tokens: int, stop: Sequence[str]) -> str:
+        text = ""
+        for _, text, _ in self._greedy(prompt_ids, max_tokens, stop):
+            pass
+        return text.rstrip("\ufffd")  # a cut-off multi-byte character at the end
+
+    def _chat_ids(self, messages: list[dict[str, str]]) -> tuple[list[int], list[str]]:
+        if getattr(self.tokenizer, "chat_template", None):
+            rendered = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return self.encode(rendered, add_special_tokens=False), []
+        return self.tok_encode(render_plain_chat(messages)), ["\nUser:"]
+
+    def generate(self, requests: list[GenerateRequest]) -> list[str]:
+        outputs = []
+        for req in requests:
+            if req.messages is not None:
+                ids, extra_stop = self._chat_ids(req.messages)
+                outputs.append(self._complete(ids, req.max_tokens, list(req.stop) + extra_stop))
+            else:
+                outputs.append(self._complete(self.tok_encode(req.prompt or ""), req.max_tokens, req.stop))
+        return outputs
+
+    def chat(self, messages: list[dict[str, str]], max_tokens: int = 256, stop: list[str] | None = None) -> str:
+        return self.generate([GenerateRequest(messages=messages, max_tokens=max_tokens, stop=stop or [])])[0]
+
+    def timed_generate(self, prompt: str, max_new_tokens: int, *, ignore_eos: bool = True) -> TimedGeneration:
+        ids = self.tok_encode(prompt)
+        started = time.perf_counter()
+        first = None
+        n = 0
+        for _ in self._greedy(ids, max_new_tokens, (), ignore_eos=ignore_eos):
+            n += 1
+            if first is None:
+                first = time.perf_counter() - started
+        total = time.perf_counter() - started
+        return TimedGeneration(prompt_tokens=len(ids), new_tokens=n, ttft_s=first if first is not None else total, total_s=total)
+
+    # ------------------------------------------------------------------ facts
+    def info(self) -> dict[str, Any]:
+        return {
+            "runtime": self.name,
+            "artifact": self.artifact_id,
+            "dtype": self.dtype,
+            "int8": self.int8,
+            "threads": self.threads,
+            "batch_size": self.batch_size,
+            "max_length": self.max_length,
+            "load_s": round(self.load_s, 3),
+            "torch": torch.__version__,
+            "transformers": metadata.version("transformers"),
+        }
+
+    def close(self) -> None:
+        self.model = self._decoder = self._head = None
+        gc.collect()
