@@ -17,9 +17,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/kogata --threads $(THREADS) models pull smollm2-135m
-	$(BIN)/kogata --threads $(THREADS) models show smollm2-135m
-	$(BIN)/kogata --threads $(THREADS) eval smollm2-135m smollm2-135m-gguf@llamacpp --suite support-desk-en --out $(DEMO_OUT)
+	$(BIN)/kogata models pull smollm2-135m
+	$(BIN)/kogata optimize examples/support-desk-en.yaml --out $(DEMO_OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider

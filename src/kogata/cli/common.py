@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+# Pipes and CI logs get 120 columns instead of rich's 80 so tables stay readable
+_width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
+console = Console(width=_width)
+err_console = Console(stderr=True, width=_width)
 
 
 def human_bytes(n: int | None) -> str:

@@ -26,9 +26,17 @@ def _methods_table() -> Table:
     for col in ("method", "input", "what it does", "parameters (default)"):
         tab.add_column(col)
     for spec in list_methods():
-        params = ", ".join(f"{f.name}={f.default!r}" if f.default is not dataclasses.MISSING else f.name for f in dataclasses.fields(spec.config_cls))
+        params = ", ".join(_param(f) for f in dataclasses.fields(spec.config_cls))
         tab.add_row(spec.name, "/".join(spec.input_formats), spec.summary, params or "-")
     return tab
+
+
+def _param(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return f"{f.name}={f.default!r}"
+    if f.default_factory is not dataclasses.MISSING:
+        return f"{f.name}={f.default_factory()!r}"
+    return f"{f.name} (required)"
 
 
 def compress(

@@ -28,12 +28,12 @@ def list_models() -> None:
         cat.add_column(col)
     for e in CATALOG.values():
         art = store.find(e.name)
-        cat.add_row(e.name, e.title, e.params, e.licence, art.id if art else "[dim]no — kogata models pull " + e.name)
+        cat.add_row(e.name, e.title.split(" (")[0], e.params.split(" (")[0], e.licence, art.id if art else "[dim]no: kogata models pull " + e.name)
     console.print(cat)
     arts = store.list()
     tab = Table(title=f"Artifacts in {store.home}", title_justify="left")
     for col in ("id", "name", "format", "arch", "params", "size", "parent", "last step"):
-        tab.add_column(col)
+        tab.add_column(col, no_wrap=col in ("id", "name", "parent"))
     for a in arts:
         last = a.lineage[-1]["method"] if a.lineage else "-"
         tab.add_row(a.id, a.name, a.format, a.architecture or "-", human_params(a.params), human_bytes(a.bytes), a.parent or "-", last)
