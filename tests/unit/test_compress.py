@@ -126,3 +126,16 @@ def test_config_types_are_coerced():
 
     spec = registry.MethodSpec("x", QuantizeConfig, lambda a, c, x: a, ("gguf",), "")
     assert registry.build_config(spec, {"type": "Q8_0"}).type == "Q8_0"
+
+
+def test_torch_runtime_applies_int8_marker(tiny_store, capsys, monkeypatch):
+    import torch
+
+    from kogata.runtimes import open_runtime
+
+    assert run_cli(capsys, monkeypatch, "compress", "tiny", "-m", "quantize", "-s", "type=int8-dynamic")[0] == 0
+    rt = open_runtime("torch", Store().get("tiny.int8"))
+    try:
+        assert rt.int8 and any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in rt.model.modules())
+    finally:
+        rt.close()

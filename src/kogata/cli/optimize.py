@@ -48,6 +48,15 @@ class _Display:
         self.lines: list[str] = []
 
     def event(self, kind: str, data: dict) -> None:
+        before = len(self.lines)
+        self._event(kind, data)
+        if not err_console.is_terminal:  # logs and CI: one line per event instead of a live panel
+            if kind == "start":
+                err_console.print(f"› candidate {data['position'] + 1}/{data['total']}: {data['label']}", highlight=False)
+            for line in self.lines[before:]:
+                err_console.print(line, highlight=False)
+
+    def _event(self, kind: str, data: dict) -> None:
         if kind == "start":
             self.current, self.total, self.stage = data["label"], data["total"], "starting"
         elif kind == "stage":
@@ -101,12 +110,15 @@ def optimize(
         log(f"resuming: {len(resumed)} candidate(s) already finished for this project")
     display = _Display(project.budget_minutes * 60, search.state.run().elapsed_s)
     search.on_event = display.event
-    try:
-        with Live(display, console=err_console, refresh_per_second=4, transient=True):
-            search.run()
-    finally:
-        for line in display.lines:
-            err_console.print(line, highlight=False)
+    if not err_console.is_terminal:
+        search.run()
+    else:
+        try:
+            with Live(display, console=err_console, refresh_per_second=4, transient=True):
+                search.run()
+        finally:
+            for line in display.lines:
+                err_console.print(line, highlight=False)
     results = assemble(search)
     folder = publish(results, out or project_run_folder(project))
     dec = results["optimize"]["decision"] or {}

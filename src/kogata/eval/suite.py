@@ -169,7 +169,7 @@ def _kpis(value: Any, suite: Suite, src: str) -> dict[str, dict[str, float]]:
         for metric, bound in bounds.items():
             if metric not in known:
                 close = difflib.get_close_matches(str(metric), sorted(known), n=1)
-                hint = f"did you mean {close[0]!r}?" if close else "use <task>.<metric> or an efficiency/cost metric"
+                hint = (f"did you mean {close[0]!r}? " if close else "") + f"available: {', '.join(sorted(known))}"
                 raise KogataError(f"{src}: kpis.{side} names unknown metric {metric!r}", hint)
             if isinstance(bound, bool) or not isinstance(bound, (int, float)):
                 raise KogataError(f"{src}: kpis.{side}.{metric} must be a number, got {bound!r}", "write a plain number")

@@ -70,8 +70,12 @@ class TorchRuntime(ScoringRuntime):
         batch_size: int = 8,
         max_length: int | None = None,
     ):
+        from ..methods.quantize import QUANT_MARKER
         from ..models.load import load_torch
 
+        path = getattr(artifact, "path", None)
+        if path is not None and (path / QUANT_MARKER).is_file():  # made by `quantize type=int8-dynamic`
+            int8 = True
         if dtype not in DTYPES:
             raise KogataError(f"torch runtime: unknown dtype {dtype!r}", f"use one of: {', '.join(DTYPES)}")
         if int8 and dtype != "float32":
