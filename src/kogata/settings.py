@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 _threads: int | None = None
@@ -28,12 +29,9 @@ def set_threads(n: int | None) -> int:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = str(n)
         os.environ["KOGATA_THREADS"] = str(n)
-        try:
-            import torch
-
+        torch = sys.modules.get("torch")  # only when already loaded: llama.cpp-only processes stay torch-free
+        if torch is not None:
             torch.set_num_threads(n)
-        except ImportError:  # pragma: no cover - torch is a hard dependency
-            pass
     return get_threads()
 
 

@@ -12,8 +12,7 @@ from kogata import settings
 from kogata.errors import KogataError
 from kogata.runtimes import open_runtime, runtime_names
 from kogata.runtimes.base import GenerateRequest, LoglikelihoodRequest, Runtime
-from kogata.runtimes.scoring import rolling_windows
-from kogata.runtimes.torch_runtime import render_plain_chat
+from kogata.runtimes.scoring import render_plain_chat, rolling_windows
 from tests.unit._tiny import DOCS, gguf_artifact, hf_artifact
 
 REQUESTS = [

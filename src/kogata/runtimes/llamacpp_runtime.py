@@ -32,8 +32,7 @@ from ..errors import KogataError
 from ..settings import get_threads
 from . import register_runtime
 from .base import GenerateRequest, TimedGeneration
-from .scoring import ScoringRuntime, TokenPair, log_softmax
-from .torch_runtime import DEFAULT_MAX_LENGTH, render_plain_chat
+from .scoring import DEFAULT_MAX_LENGTH, ScoringRuntime, TokenPair, log_softmax, render_plain_chat
 
 LOGIT_SLICE = 128
 KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}  # ggml type ids (llama_cpp.GGML_TYPE_*)

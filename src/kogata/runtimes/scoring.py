@@ -25,6 +25,14 @@ import numpy as np
 from .base import LoglikelihoodRequest, LoglikelihoodResult, RollingResult
 
 TokenPair = tuple[list[int], list[int]]  # (context tokens, continuation tokens)
+DEFAULT_MAX_LENGTH = 2048  # default longest scored input (and llama.cpp context), capped by the model's own
+
+
+def render_plain_chat(messages: list[dict[str, str]]) -> str:
+    """Fallback chat rendering for models without a chat template: ``System:``/``User:``/``Assistant:`` turns."""
+    names = {"system": "System", "user": "User", "assistant": "Assistant"}
+    lines = [f"{names.get(m['role'], m['role'].title())}: {m['content']}" for m in messages]
+    return "\n".join(lines) + "\nAssistant:"
 
 
 def rolling_windows(tokens: list[int], prefix_token: int, max_len: int) -> Iterator[TokenPair]:

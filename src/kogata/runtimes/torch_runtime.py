@@ -31,9 +31,8 @@ from ..errors import KogataError
 from ..settings import get_threads
 from . import register_runtime
 from .base import GenerateRequest, TimedGeneration
-from .scoring import ScoringRuntime, TokenPair
+from .scoring import DEFAULT_MAX_LENGTH, ScoringRuntime, TokenPair, render_plain_chat
 
-DEFAULT_MAX_LENGTH = 2048
 LOGIT_SLICE = 128
 DTYPES = ("float32", "bfloat16")
 
@@ -46,13 +45,6 @@ def model_context_length(config: Any, default: int = DEFAULT_MAX_LENGTH) -> int:
         if value is not None:
             return int(value)
     return default
-
-
-def render_plain_chat(messages: list[dict[str, str]]) -> str:
-    """Fallback chat rendering for models without a chat template: ``System:``/``User:``/``Assistant:`` turns."""
-    names = {"system": "System", "user": "User", "assistant": "Assistant"}
-    lines = [f"{names.get(m['role'], m['role'].title())}: {m['content']}" for m in messages]
-    return "\n".join(lines) + "\nAssistant:"
 
 
 @register_runtime("torch")
