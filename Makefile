@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.kogata-installed
 THREADS ?= 2
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test test-unit setup clean-venv
+.PHONY: demo test test-slow test-unit setup clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ demo: $(STAMP)
 	$(BIN)/kogata optimize examples/support-desk-en.yaml --out $(DEMO_OUT)
 
 test: $(STAMP)
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider -m "not slow"
+
+test-slow: $(STAMP)  # also the Gemma-3-270M integration tests (pulls ~250 MB, several minutes)
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider
 
 test-unit: $(STAMP)
