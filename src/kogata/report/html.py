@@ -136,7 +136,9 @@ def _verdicts(entries: list[dict[str, Any]], t: dict[str, str], primary: str | N
             "label": entry_label(e), "artifact": e["artifact"]["name"], "runtime": e["runtime"]["name"],
             "verdict": verdict, "verdict_text": t[verdict.lower()] if verdict.lower() in t else verdict,
             "error": e.get("error"),
-            "failed": [g for g in kpi.get("gates", []) if not g["pass"]],
+            "failed": [{"metric": g["metric"], "op": g["op"], "threshold": f.num(g["threshold"]),
+                        "value": None if g["value"] is None else (f.score(g["value"]) if "." in g["metric"] else f.num(g["value"]))}
+                       for g in kpi.get("gates", []) if not g["pass"]],
             "n_gates": len(kpi.get("gates", [])),
             "facts": [
                 (primary, f.score((e.get("metrics") or {}).get(primary))) if primary else None,
