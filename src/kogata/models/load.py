@@ -48,6 +48,11 @@ def load_torch(src: Artifact | Path, *, dtype: str = "float32", allow_pickle: bo
 
 def _resolve(src: Artifact | Path, *, allow_pickle: bool) -> tuple[Path, str | None, str]:
     if isinstance(src, Artifact):
+        if src.kind == "lora-adapter":
+            raise KogataError(
+                f"{src.name} is a LoRA adapter, not a model",
+                f"merge it into its base first: kogata compress {src.name} --method merge",
+            )
         return src.path, src.manifest.get("model_file") if src.format == "gguf" else None, src.kind
     info = inspect_path(Path(src), allow_pickle=allow_pickle)
     path = Path(src)
