@@ -24,7 +24,8 @@ def _err(err: str) -> str:
 
 
 def test_search_skips_bigger_candidates_once_one_passes_and_writes_report(kogata_home, tmp_path, capsys, monkeypatch):
-    project = make_project(tmp_path / "p")
+    # the float baseline (0.36 MiB) misses the disk gate, Q4_0 (0.07 MiB) meets it: a deterministic decision
+    project = make_project(tmp_path / "p", kpis="kpis: {max: {peak_rss_mb: 100000, disk_mb: 0.2}}")
     code, out, err = run_cli(capsys, monkeypatch, "optimize", str(project))
     assert code == 0, err
     folder = tmp_path / "p" / "kogata-report"
@@ -35,7 +36,8 @@ def test_search_skips_bigger_candidates_once_one_passes_and_writes_report(kogata
     assert cands["Q8_0"]["status"] == "skipped" and "already passes" in cands["Q8_0"]["reason"]
     dec = res["optimize"]["decision"]
     rec = next(e for e in res["entries"] if e["key"] == dec["recommended"])
-    assert rec["verdict"] == "PASS"
+    assert rec["verdict"] == "PASS" and rec["candidate"]["label"] == "Q4_0"
+    assert res["entries"][0]["verdict"] == "FAIL" and res["entries"][0]["kpi"]["failed"] == ["disk_mb"]
     assert rec["artifact"]["bytes"] < res["entries"][0]["artifact"]["bytes"]  # a smaller artifact is recommended
     html = (folder / "report.html").read_text()
     assert "Executive summary" in html and "Pareto" in html and "<script src=" not in html
