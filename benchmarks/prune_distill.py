@@ -5,8 +5,10 @@
 For each pruned student (``depth``: prune-depth target_ratio; ``width``: prune-width MLP + heads) it measures the
 held-out bits per byte (bpb) of: the teacher, the pruned model without training, the pruned model distilled from
 the teacher (KD), and the pruned model fine-tuned with plain cross-entropy (alpha=1) on the same data for the same
-time. Training data: the English sample suite's ``docs_train.txt``; held-out: ``docs_heldout.txt`` (never trained
-on; the trainer's own 10 % held-out split of the training blocks picks the best checkpoint). Each training run
+time. Held-out: ``docs_heldout.txt`` (never trained
+on). By default the training and calibration texts are every training split of the suite (its documents, the FAQ
+training contexts/questions/answers and the training tickets/summaries; ``--train``) — the held-out file is never
+among them (the trainer's own 10 % held-out split of the training blocks picks the best checkpoint). Each training run
 gets ``--minutes`` of wall time: the number of steps is set from a timed probe step so that the cosine schedule
 ends inside the budget, and ``max_minutes`` stops it at the latest. Artifacts are reused when the same step ran
 before (their recorded training time is reported).
@@ -96,6 +98,8 @@ def main() -> None:
     ap.add_argument("--gen-tokens", type=int, default=128)
     ap.add_argument("--window", type=int, default=1024)
     ap.add_argument("--skip-ce", action="store_true", help="skip the plain CE fine-tuning reference")
+    ap.add_argument("--train", default="docs_train.txt,faq_train.jsonl,tickets_train.jsonl",
+                    help="training files of the English suite (comma separated); never docs_heldout.txt")
     args = ap.parse_args()
 
     from kogata import settings
@@ -105,8 +109,11 @@ def main() -> None:
     settings.set_threads(args.threads)
     store = Store()
     teacher = store.get(args.teacher)
-    train, held = SUITE / "docs_train.txt", (SUITE / "docs_heldout.txt").read_text(encoding="utf-8")
-    ctx = MethodContext(store=store, data=[train], seed=0, log=lambda m: print(f"  · {m}", flush=True))
+    train_files = [SUITE / name for name in args.train.split(",") if name]
+    if any(f.name == "docs_heldout.txt" for f in train_files):
+        raise SystemExit("error: --train must not include the held-out file docs_heldout.txt")
+    train, held = train_files[0], (SUITE / "docs_heldout.txt").read_text(encoding="utf-8")
+    ctx = MethodContext(store=store, data=train_files, seed=0, log=lambda m: print(f"  · {m}", flush=True))
     rows = []
     t0 = time.time()
     base_bpb = measure(teacher, held, args.window)

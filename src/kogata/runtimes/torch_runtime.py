@@ -8,7 +8,8 @@ Scoring never materialises full-vocabulary logits for a whole sequence: the deco
 computed once, and logits are produced from the output embedding for at most ``LOGIT_SLICE`` positions at a
 time (Gemma-3's vocabulary has 262,144 entries), applying ``final_logit_softcapping`` when the config has it.
 Batches are right-padded without an attention mask, as in lm-eval: with causal attention, padding after a
-sequence cannot influence it.
+sequence cannot influence it. Requests with the same context (the choices of one multiple-choice item) run the
+context once and score their continuations on copies of its KV cache, which lm-eval's HF backend does not do.
 
 Generation is a greedy loop with the KV cache (``logits_to_keep=1``), stopping at EOS or at the first stop
 string, which is cut from the output. Chat renders the tokenizer's chat template; a tokenizer without one gets
@@ -34,7 +35,15 @@ from .base import GenerateRequest, TimedGeneration
 from .scoring import DEFAULT_MAX_LENGTH, ScoringRuntime, TokenPair, render_plain_chat
 
 LOGIT_SLICE = 128
+SHARE_MIN_CONTEXT = 4  # shorter shared contexts are cheaper to recompute than to cache and copy
 DTYPES = ("float32", "bfloat16")
+
+
+def _right_padded(rows: list[list[int]]) -> torch.Tensor:
+    ids = torch.zeros((len(rows), max(len(r) for r in rows)), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return ids
 
 
 def model_context_length(config: Any, default: int = DEFAULT_MAX_LENGTH) -> int:
@@ -93,6 +102,7 @@ class TorchRuntime(ScoringRuntime):
         params = inspect.signature(self.model.forward).parameters
         self._keep_arg = "logits_to_keep" in params
         self._cache_arg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.2x
+        self._decoder_cache_arg = "cache" if "cache" in inspect.signature(self._decoder.forward).parameters else "past_key_values"
         eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
         eos = eos if eos is not None else self.tokenizer.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos]) - {None}
@@ -118,37 +128,68 @@ class TorchRuntime(ScoringRuntime):
 
     @torch.inference_mode()
     def score_tokens(self, pairs: Sequence[TokenPair]) -> list[tuple[float, bool]]:
-        order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+        """Requests that share a context (the choices of a multiple-choice item) run the context once and score
+        their continuations on copies of its KV cache; the rest run in right-padded batches, longest first."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (ctx, _) in enumerate(pairs):
+            groups.setdefault(tuple(ctx), []).append(i)
         results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
+        single: list[int] = []
+        for ctx, members in groups.items():
+            if len(members) < 2 or len(ctx) < SHARE_MIN_CONTEXT:
+                single += members
+                continue
+            for start in range(0, len(members), self.batch_size):
+                chunk = members[start : start + self.batch_size]
+                for i, res in zip(chunk, self._score_shared(list(ctx), [pairs[i][1] for i in chunk]), strict=True):
+                    results[i] = res
+        order = sorted(single, key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             inputs = [(pairs[i][0] + pairs[i][1])[:-1] for i in chunk]
-            width = max(len(x) for x in inputs)
-            ids = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, x in enumerate(inputs):
-                ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
-            hidden = self._decoder(input_ids=ids, use_cache=False).last_hidden_state
-            rows, cols, targets = [], [], []
+            hidden = self._decoder(input_ids=_right_padded(inputs), use_cache=False).last_hidden_state
+            picked, targets = [], []
             for row, i in enumerate(chunk):
                 cont = pairs[i][1]
                 n_in = len(inputs[row])
-                rows += [row] * len(cont)
-                cols += range(n_in - len(cont), n_in)
-                targets += cont
-            picked = hidden[torch.tensor(rows), torch.tensor(cols)]
-            target = torch.tensor(targets, dtype=torch.long)
-            token_lp = torch.empty(len(targets), dtype=torch.float64)
-            token_greedy = torch.empty(len(targets), dtype=torch.bool)
-            for s in range(0, len(targets), LOGIT_SLICE):
-                logprobs = torch.log_softmax(self._logits(picked[s : s + LOGIT_SLICE]), dim=-1)
-                tgt = target[s : s + LOGIT_SLICE]
-                token_lp[s : s + LOGIT_SLICE] = logprobs.gather(1, tgt[:, None])[:, 0].double()
-                token_greedy[s : s + LOGIT_SLICE] = logprobs.argmax(dim=-1) == tgt
-            offset = 0
-            for i in chunk:
-                n = len(pairs[i][1])
-                results[i] = (float(token_lp[offset : offset + n].sum()), bool(token_greedy[offset : offset + n].all()))
-                offset += n
+                picked.append(hidden[row, n_in - len(cont) : n_in])
+                targets.append(cont)
+            for i, res in zip(chunk, self._continuation_scores(picked, targets), strict=True):
+                results[i] = res
+        return results
+
+    def _score_shared(self, ctx: list[int], conts: list[list[int]]) -> list[tuple[float, bool]]:
+        """The context once (its last hidden state predicts every continuation's first token), then all
+        continuations but their last token in one batch on a copy of the context's KV cache."""
+        out = self._decoder(input_ids=torch.tensor([ctx], dtype=torch.long), use_cache=True)
+        last = out.last_hidden_state[0, -1:]
+        rest = [c[:-1] for c in conts]
+        picked = [last] * len(conts)
+        if any(rest):
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(len(conts))
+            hidden = self._decoder(input_ids=_right_padded([r or [0] for r in rest]),
+                                   **{self._decoder_cache_arg: cache}, use_cache=True).last_hidden_state
+            picked = [torch.cat([last, hidden[row, : len(r)]]) for row, r in enumerate(rest)]
+        return self._continuation_scores(picked, conts)
+
+    def _continuation_scores(self, picked: list[torch.Tensor], targets: list[list[int]]) -> list[tuple[float, bool]]:
+        """Summed log-probability of each target sequence from the hidden states that predict it, and whether
+        every target token was the argmax; logits are built ``LOGIT_SLICE`` positions at a time."""
+        hidden = torch.cat(picked)
+        target = torch.tensor([t for seq in targets for t in seq], dtype=torch.long)
+        token_lp = torch.empty(len(target), dtype=torch.float64)
+        token_greedy = torch.empty(len(target), dtype=torch.bool)
+        for s in range(0, len(target), LOGIT_SLICE):
+            logprobs = torch.log_softmax(self._logits(hidden[s : s + LOGIT_SLICE]), dim=-1)
+            tgt = target[s : s + LOGIT_SLICE]
+            token_lp[s : s + LOGIT_SLICE] = logprobs.gather(1, tgt[:, None])[:, 0].double()
+            token_greedy[s : s + LOGIT_SLICE] = logprobs.argmax(dim=-1) == tgt
+        results, offset = [], 0
+        for seq in targets:
+            n = len(seq)
+            results.append((float(token_lp[offset : offset + n].sum()), bool(token_greedy[offset : offset + n].all())))
+            offset += n
         return results
 
     # ------------------------------------------------------------------ generation
