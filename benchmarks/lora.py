@@ -10,7 +10,7 @@ What it measures (every figure from this run, on this machine):
 * the held-out task metric: token F1 (``kogata.eval.metrics.f1``) of greedy answers on
   ``suites/support-desk-en/faq.jsonl`` (questions not in the training file), prompted exactly as in training,
   and the mean per-token NLL of the gold answers — base model, adapter on base (torch), then after
-  ``merge → export-gguf → quantize Q8_0 / Q4_0`` on llama.cpp (F32 KV cache, so the weights are what differs).
+  ``merge → export-gguf → quantize Q8_0 / Q4_K_M / Q4_0`` (``--quants``) on llama.cpp (F32 KV cache, so the weights are what differs).
 
 Artifacts go to a temporary store (``--home`` to choose it, ``--keep`` to keep it); the base model is copied from
 ``$KOGATA_HOME`` (``kogata models pull smollm2-135m``). The targets of the issue are printed next to the figures.
@@ -193,6 +193,7 @@ def main() -> None:
                          "without which glibc keeps freed activation memory and both peaks grow (LoRA the most, relatively)")
     ap.add_argument("--items", type=int, default=16, help="held-out FAQ items to score (40 = all)")
     ap.add_argument("--max-new-tokens", type=int, default=12, help="the held-out answers are 1-14 tokens")
+    ap.add_argument("--quants", default="Q8_0,Q4_K_M,Q4_0", help="GGUF types to quantize the merged model to")
     ap.add_argument("--skip-full", action="store_true", help="skip the full fine-tune (no RSS ratio)")
     ap.add_argument("--home", type=Path, help="store for the benchmark's artifacts (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary store")
@@ -246,7 +247,7 @@ def main() -> None:
         merged = apply_method(adapter, "merge", {}, ctx)
         f32 = apply_method(merged, "export-gguf", {"out_type": "f32"}, ctx)
         with quiet_stderr(home / "llama-quantize.log"):  # llama.cpp prints every tensor
-            quants = {q: apply_method(f32, "quantize", {"type": q}, ctx) for q in ("Q8_0", "Q4_0")}
+            quants = {q: apply_method(f32, "quantize", {"type": q}, ctx) for q in args.quants.split(",") if q}
         phases["merge+export+quantize"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import errno
 
 import pytest
@@ -139,3 +140,21 @@ def test_torch_runtime_applies_int8_marker(tiny_store, capsys, monkeypatch):
         assert rt.int8 and any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in rt.model.modules())
     finally:
         rt.close()
+
+
+def test_quantize_keeps_llama_cpp_tensor_log_off_the_terminal(tiny_store, capfd):
+    """llama.cpp's quantizer writes a line per tensor to fd 2; kogata captures it (a failure quotes its tail)."""
+    from kogata.methods.quantize import c_stderr_to_log
+
+    with c_stderr_to_log() as text:
+        os.write(2, b"[ 1/ 2] blk.0.attn_k.weight converting to q8_0\n")
+    assert "converting to q8_0" in text()
+    assert "converting" not in capfd.readouterr().err
+
+    from kogata.methods.registry import MethodContext, apply_method
+
+    ctx = MethodContext(store=Store(), data=[], seed=0, log=lambda m: None)
+    f32 = apply_method(Store().get("tiny"), "export-gguf", {}, ctx)
+    q8 = apply_method(f32, "quantize", {"type": "Q8_0"}, ctx)
+    assert q8.bytes < f32.bytes
+    assert "converting to" not in capfd.readouterr().err

@@ -293,3 +293,10 @@ def test_adapter_on_the_wrong_base(store, faq, tmp_path, capsys, monkeypatch):
     code, _, err = run_cli(capsys, monkeypatch, "compress", "tiny", "-m", "merge", "-s", "adapter=tiny.lora", "-o", "tiny-merged")
     assert code == 0, err
     assert Store().get("tiny-merged").lineage[-1]["metrics"]["adapter_id"] == adapter.id
+
+
+def test_a_prepared_dataset_mixing_qa_and_text_records_reads_per_record(tmp_path):
+    f = write_jsonl(tmp_path / "train.jsonl", [{"id": "a#1", "text": "A memo paragraph.", "lang": "en"},
+                                                {"id": "b:2", "question": "Q?", "answer": "A", "context": "C."}])
+    recs = ld.read_records([f])
+    assert [(r.user, r.answer) for r in recs] == [("A memo paragraph.", None), ("Context: C.\n\nQuestion: Q?", "A")]

@@ -19,6 +19,7 @@ import hashlib
 import json
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -116,6 +117,8 @@ def lora(artifact: Artifact, cfg: LoraMethodConfig, ctx: MethodContext) -> Artif
     if (artifact.path / QUANT_MARKER).exists():
         ctx.log("lora: the base is marked int8-dynamic; training uses its float weights (merge keeps the marker)")
 
+    # transformers 5 renamed gradient_* to activation_* checkpointing; peft still calls the old names
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     torch.manual_seed(ctx.seed)  # LoRA A (and B with init=random) initialisation

@@ -1,6 +1,7 @@
 """Training data for ``lora``: read instruction/QA records or plain text, format them, tokenize, pack, batch.
 
-Record formats (JSONL, one object per line; detected per file from its first record):
+Record formats (JSONL, one object per line; detected per record, so a ``kogata data prepare`` dataset that mixes
+QA and text records trains as it is):
 
 ========================  =================================  =========================================
 fields                    user message                       answer (the tokens that carry the loss)
@@ -38,7 +39,7 @@ IGNORE = -100
 TEXT_SUFFIXES = (".txt", ".md")
 DATA_SUFFIXES = (".jsonl", ".json", *TEXT_SUFFIXES)
 
-# name -> (required fields, optional fields); first match on a file's first record wins
+# name -> (required fields, optional fields); the first match on a record wins
 SCHEMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "instruction": (("instruction", "output"), ("input",)),
     "qa": (("question", "answer"), ("context",)),
@@ -114,23 +115,21 @@ def _json_items(f: Path) -> Iterator[tuple[int, Any]]:
 
 def _records_of(f: Path, prompt_fields: list[str], answer_field: str | None) -> list[Record]:
     unit = "item" if f.suffix == ".json" else "line"
-    scheme: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
+    custom: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
     if prompt_fields or answer_field:
         if not (prompt_fields and answer_field):
             raise KogataError("prompt_field and answer_field go together", "set both, e.g. prompt_field=ticket answer_field=summary")
-        scheme = ("custom", (*prompt_fields, answer_field), ())
+        custom = ("custom", (*prompt_fields, answer_field), ())
     out = []
     for n, obj in _json_items(f):
         if not isinstance(obj, dict):
             raise KogataError(f"{f} {unit} {n}: expected a JSON object, got {type(obj).__name__}", "write one object per line")
-        if scheme is None:
-            scheme = _detect(obj, f, unit, n)
-        name, required, _ = scheme
+        name, required, _ = custom or _detect(obj, f, unit, n)
         missing = [k for k in required if _text(obj.get(k)) == ""]
         if missing:
             raise KogataError(
                 f"{f} {unit} {n}: missing or empty field {', '.join(repr(m) for m in missing)} "
-                f"(this file holds {'/'.join(required)} records, detected from its first record)",
+                f"(a {'/'.join(required)} record)",
                 "fix or remove that record",
             )
         out.append(_record(name, obj, prompt_fields, answer_field, f"{f}:{n}"))
@@ -141,6 +140,13 @@ def _detect(obj: dict[str, Any], f: Path, unit: str, n: int) -> tuple[str, tuple
     for name, (required, optional) in SCHEMES.items():
         if all(k in obj for k in required):
             return name, required, optional
+    for name, (required, optional) in SCHEMES.items():  # a record with part of a field set lacks the rest
+        if any(k in obj for k in required) and name != "text":
+            missing = [k for k in required if k not in obj]
+            raise KogataError(
+                f"{f} {unit} {n}: missing field {', '.join(repr(m) for m in missing)} (a {'/'.join(required)} record)",
+                "fix or remove that record",
+            )
     raise KogataError(
         f"{f} {unit} {n}: no instruction/answer fields (it has: {', '.join(obj) or 'none'})",
         f"known field sets: {KNOWN}; or name yours with prompt_field=… answer_field=…",

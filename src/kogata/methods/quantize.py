@@ -11,10 +11,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +30,27 @@ GGUF_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q4_K_M", "Q4_K_S", "Q
 TORCH_TYPES = ("int8-dynamic",)
 FLOAT_FILE_TYPES = {0: "F32", 1: "F16", 32: "BF16"}
 QUANT_MARKER = "kogata_quantization.json"
+
+
+@contextlib.contextmanager
+def c_stderr_to_log() -> Iterator[Callable[[], str]]:
+    """Send file descriptor 2 (where llama.cpp's C code writes a line per tensor) and ``sys.stderr`` (where
+    llama-cpp-python's log callback writes) to a temporary file for the duration; yields a function that returns
+    what was written (for error messages), also after the block."""
+    captured: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as f, open(f.fileno(), "w", encoding="utf-8", closefd=False) as text:
+        os.dup2(f.fileno(), 2)
+        try:
+            with contextlib.redirect_stderr(text):
+                yield lambda: "".join(captured)
+        finally:
+            text.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            f.seek(0)
+            captured.append(f.read().decode("utf-8", "replace"))
 
 
 def block_size(qtype: str) -> int:
@@ -109,9 +134,12 @@ def _gguf_quantize(artifact: Artifact, cfg: QuantizeConfig, ctx: MethodContext) 
     advance = ctx.task(f"quantize {cfg.type}", 1)
     with ctx.store.stage() as st:
         out = st.dir / f"model-{cfg.type}.gguf"
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(out).encode(), params)
+        with c_stderr_to_log() as log_text:  # llama.cpp prints a line per tensor
+            rc = llama_cpp.llama_model_quantize(str(src).encode(), str(out).encode(), params)
         if rc != 0 or not out.exists() or out.stat().st_size == 0:
-            raise KogataError(f"llama.cpp could not quantize {artifact.name} to {cfg.type} (code {rc})", "try another --set type=…")
+            tail = " | ".join(line.strip() for line in log_text().splitlines()[-3:] if line.strip())
+            raise KogataError(f"llama.cpp could not quantize {artifact.name} to {cfg.type} (code {rc}{': ' + tail if tail else ''})",
+                              "try another --set type=…")
         advance(1)
         note = None
         if requantized:
