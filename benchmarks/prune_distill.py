@@ -78,6 +78,20 @@ def probe_step_seconds(art, block: int, batch: int, alpha: float) -> float:
     return times[-1] * (1.1 if alpha < 1 else 1.0)  # the KD term adds a little
 
 
+def trained_before(store, student, teacher, label: str, alpha: float, args):
+    """A distilled child of ``student`` made by this script with the same teacher, data, settings and budget."""
+    want = {"teacher": teacher.id, "alpha": alpha, "temperature": args.temperature, "block_size": args.block_size,
+            "batch_size": args.batch_size, "lr": args.lr, "max_minutes": args.minutes}
+    for art in store.children(student.id):
+        step = art.lineage[-1] if art.lineage else {}
+        cfg = step.get("config", {})
+        if (step.get("method") == "distill" and art.name.startswith(f"{student.name}.{label.lower()}")
+                and all(cfg.get(k) == v for k, v in want.items())
+                and bool(cfg.get("gen_prompts_file")) == bool(args.gen_per_prompt and alpha < 1)):
+            return art
+    return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--teacher", default="smollm2-135m")
@@ -135,6 +149,12 @@ def main() -> None:
         print(f"{rows[-1][0]}: {student.params / teacher.params:.1%} params, {rows[-1][2]:.4f} bpb", flush=True)
         runs = [("KD", args.alpha)] + ([] if args.skip_ce else [("CE", 1.0)])
         for label, alpha in runs:
+            earlier = trained_before(store, student, teacher, label, alpha, args)
+            if earlier is not None:  # the planned step count depends on a timed probe, so match on the rest
+                print(f"{variant}: {label} reusing {earlier.name} (trained earlier with the same settings and budget)", flush=True)
+                rows.append((f"{variant}: pruned + {label}", earlier, measure(earlier, held, args.window), earlier.lineage[-1]["metrics"]))
+                print(f"{rows[-1][0]}: {rows[-1][2]:.4f} bpb", flush=True)
+                continue
             step_s = probe_step_seconds(student, args.block_size, args.batch_size, alpha)
             steps = max(4, int(args.minutes * 60 / step_s))
             cfg = {"teacher": teacher.id, "alpha": alpha, "temperature": args.temperature, "block_size": args.block_size,

@@ -186,6 +186,10 @@ class Store:
                 for art_id in gone:
                     s.delete(s.get(ArtifactRow, art_id))
 
+    def name_taken(self, name: str) -> bool:
+        with Session(self.engine) as s:
+            return s.execute(select(ArtifactRow.id).where(ArtifactRow.name == name)).first() is not None
+
     def check_name_free(self, name: str, art_id: str | None = None) -> None:
         with Session(self.engine) as s:
             row = s.execute(select(ArtifactRow).where(ArtifactRow.name == name)).scalar_one_or_none()

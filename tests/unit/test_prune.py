@@ -203,3 +203,14 @@ def test_gemma3_keeps_a_sliding_window_block(store):
 def test_cli_error_line(store, capsys, monkeypatch):
     code, _, err = run_cli(capsys, monkeypatch, "compress", "llama", "-m", "prune-width", "-s", "heads_ratio=2")
     assert code == 2 and "heads_ratio must be in (0, 1]" in err
+
+
+def test_same_method_on_other_data_gets_a_suffixed_default_name(store, tmp_path):
+    first = _apply(store, "llama", "prune-width", mlp_ratio=0.5, **CALIB)
+    other = tmp_path / "other.txt"
+    other.write_text("\n\n".join(reversed(CORPUS)) * 5 + " 0123456789 ¥1,980", encoding="utf-8")
+    ctx = MethodContext(store=store, data=[other], log=lambda m: None)
+    second = apply_method(store.get("llama"), "prune-width", {"mlp_ratio": 0.5, **CALIB}, ctx)
+    assert second.id != first.id and second.name == f"{first.name}-2"
+    ctx.out_name = "mine"
+    assert ctx.artifact_name(first.name) == "mine"  # a name the user chose is kept (a clash is an error at commit)

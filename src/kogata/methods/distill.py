@@ -133,7 +133,7 @@ def distill(artifact: Artifact, cfg: DistillConfig, ctx: MethodContext) -> Artif
         copy_side_files(artifact.path, st.dir)
         model.save_pretrained(st.dir)
         step = new_step("distill", cfg, ctx, started, metrics=metrics, note="KL on top-k renormalised teacher/student distributions")
-        out = st.commit(format="hf", name=ctx.out_name or f"{artifact.name}.distill", parent=artifact, step=step,
+        out = st.commit(format="hf", name=ctx.artifact_name(f"{artifact.name}.distill"), parent=artifact, step=step,
                         architecture=artifact.architecture)
     tl.drop_checkpoints(Path(metrics["run_dir"]))
     return out

@@ -33,7 +33,7 @@ def export_gguf(artifact: Artifact, cfg: ExportGGUFConfig, ctx: MethodContext) -
         step = new_step("export-gguf", cfg, ctx, started, metrics=facts)
         return st.commit(
             format="gguf",
-            name=ctx.out_name or f"{artifact.name}.{cfg.out_type}.gguf",
+            name=ctx.artifact_name(f"{artifact.name}.{cfg.out_type}.gguf"),
             parent=artifact,
             step=step,
             model_file=out.name,

@@ -195,7 +195,7 @@ def lora(artifact: Artifact, cfg: LoraMethodConfig, ctx: MethodContext) -> Artif
         step = new_step("lora", cfg, ctx, started, metrics=metrics, note=note)
         return st.commit(
             format="hf",
-            name=ctx.out_name or f"{artifact.name}.lora",
+            name=ctx.artifact_name(f"{artifact.name}.lora"),
             parent=artifact,
             step=step,
             params=trainable,
@@ -364,7 +364,7 @@ def merge(artifact: Artifact, cfg: MergeConfig, ctx: MethodContext) -> Artifact:
         )
         return st.commit(
             format="hf",
-            name=ctx.out_name or (f"{adapter.name}.merged" if artifact.kind == ADAPTER_KIND else f"{base.name}+{adapter.name}"),
+            name=ctx.artifact_name(f"{adapter.name}.merged" if artifact.kind == ADAPTER_KIND else f"{base.name}+{adapter.name}"),
             parent=artifact,
             step=step,
             architecture=base.architecture,

@@ -60,7 +60,7 @@ def export_lora_gguf(artifact: Artifact, cfg: ExportLoraGGUFConfig, ctx: MethodC
                         note="apply with llama.cpp on the base exported by export-gguf (any quantization of it)")
         return st.commit(
             format="gguf",
-            name=ctx.out_name or f"{artifact.name}.{cfg.out_type}.gguf",
+            name=ctx.artifact_name(f"{artifact.name}.{cfg.out_type}.gguf"),
             parent=artifact,
             step=step,
             model_file=out.name,

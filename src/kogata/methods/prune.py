@@ -174,7 +174,7 @@ def prune_depth(artifact: Artifact, cfg: PruneDepthConfig, ctx: MethodContext) -
                    params_kept_ratio=round(params_after / total, 4))
     ctx.log(f"prune-depth: removing blocks {remove} of {n_layers}; keeping {params_after / total:.1%} of the parameters")
     return _commit(artifact, ctx, cfg, started, "prune-depth", new_tensors, new_config, metrics, model, batches,
-                   ctx.out_name or f"{artifact.name}.depth{len(kept)}")
+                   ctx.artifact_name(f"{artifact.name}.depth{len(kept)}"))
 
 
 def _layers_for_ratio(order: list[int], per_layer: list[int], total: int, ratio: float, name: str) -> int:
@@ -272,7 +272,7 @@ def prune_width(artifact: Artifact, cfg: PruneWidthConfig, ctx: MethodContext) -
     }
     ctx.log(f"prune-width: MLP {inter}→{keep_ch} channels, heads {n_heads}→{keep_kv * per_group} (KV {n_kv}→{keep_kv}); "
             f"keeping {params_after / total:.1%} of the parameters")
-    name = ctx.out_name or f"{artifact.name}.width{params_after * 100 // total}"
+    name = ctx.artifact_name(f"{artifact.name}.width{params_after * 100 // total}")
     return _commit(artifact, ctx, cfg, started, "prune-width", tensors, new_config, metrics, model, batches, name)
 
 

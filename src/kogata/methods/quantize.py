@@ -154,7 +154,7 @@ def _gguf_quantize(artifact: Artifact, cfg: QuantizeConfig, ctx: MethodContext) 
         )
         return st.commit(
             format="gguf",
-            name=ctx.out_name or f"{_base_name(artifact)}.{cfg.type.lower()}",
+            name=ctx.artifact_name(f"{_base_name(artifact)}.{cfg.type.lower()}"),
             parent=artifact,
             step=step,
             model_file=out.name,
@@ -178,7 +178,7 @@ def _torch_int8(artifact: Artifact, cfg: QuantizeConfig, ctx: MethodContext) -> 
                     shutil.copyfile(f, st.dir / f.name)
         (st.dir / QUANT_MARKER).write_text(json.dumps({"scheme": "torch-dynamic-int8", "modules": ["torch.nn.Linear"], "dtype": "qint8"}, indent=2))
         step = new_step("quantize", cfg, ctx, started, note="weights stay float on disk; the torch runtime quantizes nn.Linear to int8 when loading")
-        return st.commit(format="hf", name=ctx.out_name or f"{artifact.name}.int8", parent=artifact, step=step, architecture=artifact.architecture)
+        return st.commit(format="hf", name=ctx.artifact_name(f"{artifact.name}.int8"), parent=artifact, step=step, architecture=artifact.architecture)
 
 
 def _base_name(artifact: Artifact) -> str:

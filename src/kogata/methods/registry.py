@@ -36,6 +36,18 @@ class MethodContext:
     progress: Any = None  # a rich.progress.Progress, or None
     allow_reuse: bool = True
 
+    def artifact_name(self, default: str) -> str:
+        """The name for a method's output: ``out_name`` when the user chose one (a clash is then an error at
+        commit); else ``default``, or ``default-2``, ``default-3``, … when another artifact already has it
+        (e.g. the same method on other data)."""
+        if self.out_name:
+            return self.out_name
+        name, n = default, 1
+        while self.store.name_taken(name):
+            n += 1
+            name = f"{default}-{n}"
+        return name
+
     def task(self, description: str, total: float | None) -> Callable[[float], None]:
         """Add a progress bar; return ``advance(n)``."""
         if self.progress is None:

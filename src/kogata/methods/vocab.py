@@ -115,7 +115,7 @@ def trim_vocab(artifact: Artifact, cfg: TrimVocabConfig, ctx: MethodContext) -> 
                         note="probabilities renormalise over the kept vocabulary; logits of kept ids are unchanged")
         return st.commit(
             format="hf",
-            name=ctx.out_name or f"{artifact.name}.vocab{len(plan.kept)}",
+            name=ctx.artifact_name(f"{artifact.name}.vocab{len(plan.kept)}"),
             parent=artifact,
             step=step,
             architecture=artifact.architecture,
