@@ -256,3 +256,21 @@ def test_teacher_generated_text_joins_the_data(store, data, tmp_path):
                                  for t in json.loads(gen[0].read_text())["texts"])
     again = _distill(store, data, steps=2, gen_prompts_file=str(prompts), gen_tokens=8, out="gen2")
     assert again.lineage[-1]["metrics"]["gen_seconds"] == 0  # cached samples
+
+
+def test_recipe_prune_distill_export_quantize(store, data, tmp_path, capsys, monkeypatch):
+    """`kogata compress --recipe`: prune-depth → distill → export-gguf → quantize gives a deployable GGUF whose
+    lineage holds every step (the teacher named by artifact name inside the recipe)."""
+    from tests.cli_helpers import run_cli
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "version: 1\nsteps:\n  - method: prune-depth\n    params: {layers: [1]}\n"
+        "  - method: distill\n    params: {teacher: teacher, steps: 3, block_size: 16, batch_size: 2, lr: 0.001, warmup: 0}\n"
+        "  - method: export-gguf\n  - method: quantize\n    params: {type: Q8_0}\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, monkeypatch, "compress", "teacher", "--recipe", str(recipe), "--data", str(data), "--out", "small-q8")
+    assert code == 0, err
+    art = Store().get("small-q8")
+    assert art.format == "gguf"
+    assert [s["method"] for s in art.lineage] == ["import", "prune-depth", "distill", "export-gguf", "quantize"]
+    assert art.lineage[2]["metrics"]["steps_done"] == 3
