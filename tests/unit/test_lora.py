@@ -288,6 +288,9 @@ def test_adapter_on_the_wrong_base(store, faq, tmp_path, capsys, monkeypatch):
     assert code == 2 and "adapter=" in _err_line(err)
     code, _, err = run_cli(capsys, monkeypatch, "compress", "tiny.lora", "-m", "lora", "--data", str(faq))
     assert code == 2 and "already a LoRA adapter" in _err_line(err)
+    for method in ("quantize", "export-gguf", "prune-depth"):  # methods for models refuse an adapter, saying what to do
+        code, _, err = run_cli(capsys, monkeypatch, "compress", "tiny.lora", "-m", method, "--data", str(faq))
+        assert code == 2 and "is a LoRA adapter" in _err_line(err) and "-m merge" in _err_line(err), err
     assert len(Store().list()) == n
     # the right base, named explicitly or given the other way round, is fine
     code, _, err = run_cli(capsys, monkeypatch, "compress", "tiny", "-m", "merge", "-s", "adapter=tiny.lora", "-o", "tiny-merged")

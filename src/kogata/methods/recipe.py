@@ -65,8 +65,10 @@ def validate_steps(steps: list[Any], where: str = "recipe") -> list[dict[str, An
 
 def run_recipe(artifact: Artifact, steps: list[dict[str, Any]], ctx: MethodContext, final_name: str | None = None) -> list[Artifact]:
     """Apply each step to the previous result; every intermediate is an artifact. Returns them in order."""
-    from .registry import build_config
+    from .registry import build_config, check_input_kind
 
+    if steps:
+        check_input_kind(artifact, steps[0]["method"])
     for step in steps:  # validate every config before the first (possibly long) step runs
         build_config(get_method(step["method"]), step.get("params") or {})
     produced: list[Artifact] = []

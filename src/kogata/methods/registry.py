@@ -67,6 +67,7 @@ class MethodSpec:
 
 
 METHODS: dict[str, MethodSpec] = {}
+ADAPTER_METHODS = ("merge", "export-lora-gguf", "lora")  # the methods that take a LoRA adapter artifact (lora: to say so)
 
 
 def register_method(name: str, config_cls: type, *, input_formats: tuple[str, ...], summary: str, uses_data: bool = False):
@@ -200,8 +201,18 @@ def find_reusable(store: Store, parent: Artifact, method: str, cfg: dict[str, An
     return None
 
 
+def check_input_kind(artifact: Artifact, name: str) -> None:
+    """A LoRA adapter artifact goes only to the methods made for adapters."""
+    if getattr(artifact, "kind", None) == "lora-adapter" and name not in ADAPTER_METHODS:
+        raise KogataError(
+            f"{artifact.name} is a LoRA adapter, which {name!r} cannot take",
+            f"merge it into its base first: kogata compress {artifact.name} -m merge (then {name} on the merged model)",
+        )
+
+
 def apply_method(artifact: Artifact, name: str, values: dict[str, Any], ctx: MethodContext) -> Artifact:
     spec = get_method(name)
+    check_input_kind(artifact, name)
     cfg = build_config(spec, values)
     if artifact.format not in spec.input_formats:
         raise KogataError(
