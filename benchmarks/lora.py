@@ -19,7 +19,6 @@ Artifacts go to a temporary store (``--home`` to choose it, ``--keep`` to keep i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -163,21 +162,6 @@ def score_llamacpp(art, items: list[dict], max_new: int) -> dict:
     return {"f1": sum(f1s) / len(f1s), "nll": nll}
 
 
-@contextlib.contextmanager
-def quiet_stderr(log_file: Path):
-    """Send file descriptor 2 (where llama.cpp's C code logs) to ``log_file`` for the duration."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(log_file, "ab") as f:
-        os.dup2(f.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 # ------------------------------------------------------------------------------------------------ main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -246,8 +230,7 @@ def main() -> None:
         ctx = MethodContext(store=store, seed=0, log=lambda m: print(m, file=sys.stderr))
         merged = apply_method(adapter, "merge", {}, ctx)
         f32 = apply_method(merged, "export-gguf", {"out_type": "f32"}, ctx)
-        with quiet_stderr(home / "llama-quantize.log"):  # llama.cpp prints every tensor
-            quants = {q: apply_method(f32, "quantize", {"type": q}, ctx) for q in args.quants.split(",") if q}
+        quants = {q: apply_method(f32, "quantize", {"type": q}, ctx) for q in args.quants.split(",") if q}
         phases["merge+export+quantize"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -110,7 +110,6 @@ def distill(artifact: Artifact, cfg: DistillConfig, ctx: MethodContext) -> Artif
     from .prune import copy_side_files
     from .vocab import read_texts
 
-    cfg.validate()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise KogataError("`kogata compress --method distill` runs in one process",
                           "for several processes use `torchrun ... -m kogata.methods.distill --student DIR --teacher DIR ...`")

@@ -104,7 +104,6 @@ def lora(artifact: Artifact, cfg: LoraMethodConfig, ctx: MethodContext) -> Artif
     from ..models.load import load_torch
     from .lora_train import Checkpoint, TrainSettings, train
 
-    cfg.validate()
     _check_trainable_base(artifact)
     started = time.time()
     model, tok = load_torch(artifact)

@@ -115,7 +115,6 @@ def _check_calibration(tokens: int, seq_len: int) -> None:
     uses_data=True,
 )
 def prune_depth(artifact: Artifact, cfg: PruneDepthConfig, ctx: MethodContext) -> Artifact:
-    cfg.validate()
     started = time.time()
     src = artifact.path
     config = read_config(src)
@@ -214,7 +213,6 @@ def _layer_types(src: Path, config: dict[str, Any], n_layers: int) -> list[str] 
     uses_data=True,
 )
 def prune_width(artifact: Artifact, cfg: PruneWidthConfig, ctx: MethodContext) -> Artifact:
-    cfg.validate()
     started = time.time()
     src = artifact.path
     config = read_config(src)

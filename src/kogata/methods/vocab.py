@@ -78,7 +78,6 @@ class TrimVocabConfig:
 def trim_vocab(artifact: Artifact, cfg: TrimVocabConfig, ctx: MethodContext) -> Artifact:
     from ..models.load import load_tokenizer
 
-    cfg.validate()
     started = time.time()
     src = artifact.path
     vocab = vt.read_bpe(src / "tokenizer.json", what=artifact.name)
