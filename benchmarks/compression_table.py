@@ -91,7 +91,7 @@ def text_sets(indomain_docs: int = 0) -> dict[str, list[str]]:
 # ---- child process: one measurement of one artifact ----------------------------------------------------------
 def measure_one(path: str, what: str, threads: int, args: argparse.Namespace) -> dict[str, Any]:
     from kogata.runtimes import open_runtime
-    from kogata.settings import set_threads
+    from kogata.core.settings import set_threads
 
     set_threads(threads)
     if what == "ppl":
@@ -138,7 +138,7 @@ def run_child(path: Path, what: str, threads: int, args: argparse.Namespace, set
 # ---- building the variants -----------------------------------------------------------------------------------
 def build_variants(model: str) -> tuple[dict[str, Any], Any]:
     from kogata.methods.registry import MethodContext, apply_method
-    from kogata.store import Store
+    from kogata.artifacts.store import Store
 
     store = Store()
     hf = store.get(model)
@@ -161,7 +161,7 @@ def coverage(hf: Any, trim_hf: Any, sets: dict[str, list[str]]) -> dict[str, lis
     """Per document: are all of its original tokens kept by the trimmed vocabulary (and tokenised identically)?"""
     from tokenizers import Tokenizer
 
-    from kogata.methods.vocab_tokenizer import compare_segmentation
+    from kogata.methods.trim_vocab.tokenizer import compare_segmentation
 
     orig = Tokenizer.from_file(str(hf.path / "tokenizer.json"))
     trimmed = Tokenizer.from_file(str(trim_hf.path / "tokenizer.json"))

@@ -35,7 +35,7 @@ def distill(student: Path, teacher: Path, out: Path, tmp: Path, nproc: int, extr
     if not cuda:
         env["CUDA_VISIBLE_DEVICES"] = ""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-           "-m", "kogata.methods.distill", "--student", str(student), "--teacher", str(teacher), "--data", str(DATA),
+           "-m", "kogata.methods.distill.method", "--student", str(student), "--teacher", str(teacher), "--data", str(DATA),
            "--out", str(out), "--run-dir", str(tmp / f"runs-{out.name}"), "--cache-dir", str(tmp / f"cache-{out.name}"), *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:

@@ -44,11 +44,11 @@ def count_tokens(tokenizer) -> int:
 
 
 def run_kogata(artifact: str, threads: int) -> dict:
-    from kogata import settings
+    import kogata.core.settings as settings
     from kogata.eval.quality import evaluate_quality
     from kogata.eval.suite import load_suite
     from kogata.runtimes import open_runtime
-    from kogata.store import Store
+    from kogata.artifacts.store import Store
 
     settings.set_threads(threads)
     suite = load_suite("support-desk-en")
@@ -65,7 +65,7 @@ def run_lm_eval(artifact: str, threads: int) -> dict:
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from kogata.store import Store
+    from kogata.artifacts.store import Store
 
     torch.set_num_threads(threads)
     art = Store().get(artifact)

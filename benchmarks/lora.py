@@ -51,11 +51,11 @@ def peak_rss_mib() -> float:
 # ------------------------------------------------------------------------------------------------ workers
 def worker(args: argparse.Namespace) -> dict:
     """Runs in its own process; returns what it measured (printed as JSON on the last line)."""
-    from kogata import settings
+    import kogata.core.settings as settings
 
     settings.set_threads(args.threads)
     started = time.perf_counter()
-    from kogata.store import Store
+    from kogata.artifacts.store import Store
 
     store = Store()
     base = store.get(BASE)
@@ -66,16 +66,16 @@ def worker(args: argparse.Namespace) -> dict:
         art = apply_method(base, "lora", lora_params(args), ctx)
         return {"wall_s": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib(), "adapter": art.id, "metrics": art.lineage[-1]["metrics"]}
     # full fine-tune: same data, split, loss, loop, batch and steps; every parameter trains
-    from kogata.methods.lora import LoraMethodConfig, prepare_examples
-    from kogata.methods.lora_train import TrainSettings, train
-    from kogata.models.load import load_torch
+    from kogata.methods.lora.method import LoraMethodConfig, prepare_examples
+    from kogata.methods.lora.train import TrainSettings, train
+    from kogata.artifacts.load import load_torch
 
     cfg = LoraMethodConfig(**lora_params(args))
     model, tok = load_torch(base)
     data = prepare_examples(tok, cfg, [TRAIN], 0)
     import torch
 
-    from kogata.methods.lora_data import collate
+    from kogata.methods.lora.data import collate
 
     with torch.no_grad():  # the weights are mmap-ed from the safetensors file: resident once a forward touched them
         model(**{k: v for k, v in collate(data["train"][:1], tok.pad_token_id).items() if k != "labels"})
@@ -106,7 +106,7 @@ def run_worker(kind: str, args: argparse.Namespace, env: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------------ evaluation
 def heldout_items(tok, limit: int) -> list[dict]:
-    from kogata.methods import lora_data as ld
+    import kogata.methods.lora.data as ld
 
     fmt = ld.Formatter(tok, system_prompt=SYSTEM)
     rows = [json.loads(x) for x in HELDOUT.read_text(encoding="utf-8").splitlines() if x.strip()][:limit]
@@ -122,8 +122,8 @@ def score_torch(model, tok, items: list[dict], max_new: int, batch: int = 8) -> 
     import torch
 
     from kogata.eval.metrics import f1
-    from kogata.methods.lora_data import IGNORE, Example, collate
-    from kogata.methods.lora_train import batch_loss_sum
+    from kogata.methods.lora.data import IGNORE, Example, collate
+    from kogata.methods.lora.train import batch_loss_sum
 
     pad = tok.pad_token_id
     f1s, nll, count = [], 0.0, 0
@@ -188,11 +188,11 @@ def main() -> None:
         return
 
     t0 = time.perf_counter()
-    from kogata import settings
+    import kogata.core.settings as settings
 
     settings.set_threads(args.threads)
-    from kogata.models.importer import import_local
-    from kogata.store import Store
+    from kogata.artifacts.importer import import_local
+    from kogata.artifacts.store import Store
 
     user_store = Store()
     src = user_store.find(BASE)
@@ -214,7 +214,7 @@ def main() -> None:
         full = None if args.skip_full else run_worker("full", args, env)
         phases["train workers"] = time.perf_counter() - t
 
-        from kogata.methods.lora import load_adapter_model
+        from kogata.methods.lora.method import load_adapter_model
         from kogata.methods.registry import MethodContext, apply_method
         t = time.perf_counter()
         base_art, adapter = store.get(BASE), store.get(lora["adapter"])

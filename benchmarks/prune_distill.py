@@ -52,7 +52,7 @@ def bits_per_byte(model, tokenizer, text: str, window: int = 1024) -> float:
 
 
 def measure(art, held: str, window: int) -> float:
-    from kogata.models.load import load_torch
+    from kogata.artifacts.load import load_torch
 
     model, tok = load_torch(art)
     return bits_per_byte(model, tok, held, window)
@@ -60,7 +60,7 @@ def measure(art, held: str, window: int) -> float:
 
 def probe_step_seconds(art, block: int, batch: int, alpha: float) -> float:
     """Seconds for one forward+backward+AdamW step on a batch like the trainer's (timed after one warm-up)."""
-    from kogata.models.load import load_torch
+    from kogata.artifacts.load import load_torch
 
     model, _ = load_torch(art)
     model.train()
@@ -116,9 +116,9 @@ def main() -> None:
                     help="training files of the English suite (comma separated); never docs_heldout.txt")
     args = ap.parse_args()
 
-    from kogata import settings
+    import kogata.core.settings as settings
     from kogata.methods.registry import MethodContext, apply_method
-    from kogata.store import Store
+    from kogata.artifacts.store import Store
 
     settings.set_threads(args.threads)
     store = Store()

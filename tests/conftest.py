@@ -43,7 +43,7 @@ def tiny_hf_dir(request, tiny_llama_dir, tiny_gemma3_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llama_gguf(tmp_path_factory, tiny_llama_dir) -> Path:
-    from kogata.methods.gguf_export import export_hf_to_gguf
+    from kogata.methods.gguf.writer import export_hf_to_gguf
 
     out = tmp_path_factory.mktemp("tiny-llama-gguf") / "tiny-llama-f32.gguf"
     export_hf_to_gguf(tiny_llama_dir, out, out_type="f32")
@@ -52,7 +52,7 @@ def tiny_llama_gguf(tmp_path_factory, tiny_llama_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_gemma3_gguf(tmp_path_factory, tiny_gemma3_dir) -> Path:
-    from kogata.methods.gguf_export import export_hf_to_gguf
+    from kogata.methods.gguf.writer import export_hf_to_gguf
 
     out = tmp_path_factory.mktemp("tiny-gemma3-gguf") / "tiny-gemma3-f32.gguf"
     export_hf_to_gguf(tiny_gemma3_dir, out, out_type="f32")

@@ -16,7 +16,7 @@ def real_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2(real_home):
-    from kogata.models.importer import pull
-    from kogata.store import Store
+    from kogata.artifacts.importer import pull
+    from kogata.artifacts.store import Store
 
     return pull(Store(), "smollm2-135m", log=lambda m: None)

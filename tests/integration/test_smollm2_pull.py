@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kogata.models.load import load_torch
-from kogata.store import Store
+from kogata.artifacts.load import load_torch
+from kogata.artifacts.store import Store
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def test_pull_converts_with_lineage(smollm2):
 
 
 def test_pull_again_reuses(smollm2):
-    from kogata.models.importer import pull
+    from kogata.artifacts.importer import pull
 
     again = pull(Store(), "smollm2-135m", log=lambda m: None)
     assert again.id == smollm2.id
@@ -50,8 +50,8 @@ def test_float_baseline_matches_gguf_model(smollm2):
 
 
 def test_truncated_real_gguf_is_refused(smollm2, tmp_path):
-    from kogata.errors import KogataError
-    from kogata.models.importer import import_local
+    from kogata.core.errors import KogataError
+    from kogata.artifacts.importer import import_local
 
     src = Store().get("smollm2-135m-gguf").gguf_path
     cut = tmp_path / "cut.gguf"

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import kogata
-from kogata.methods import vocab_tokenizer as vt
+import kogata.methods.trim_vocab.tokenizer as vt
 from kogata.methods.registry import MethodContext, apply_method
-from kogata.store import Store
+from kogata.artifacts.store import Store
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def docs(tmp_path_factory) -> dict[str, list[Path]]:
 def gemma3(real_home):
     if os.environ.get("KOGATA_SKIP_GEMMA"):
         pytest.skip("KOGATA_SKIP_GEMMA is set")
-    from kogata.models.importer import pull
+    from kogata.artifacts.importer import pull
 
     return pull(Store(), "gemma3-270m", log=lambda m: None)
 

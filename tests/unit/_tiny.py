@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kogata.models.artifact import Artifact
+from kogata.artifacts.artifact import Artifact
 
 FAQ = [
     {"id": "f1", "context": "The SK-R450 refrigerator has a one-year warranty.", "question": "How long is the warranty?", "answer": "one year"},

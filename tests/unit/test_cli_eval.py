@@ -12,8 +12,8 @@ import textwrap
 
 import pytest
 
-from kogata.models.importer import import_local
-from kogata.store import Store
+from kogata.artifacts.importer import import_local
+from kogata.artifacts.store import Store
 from tests.cli_helpers import run_cli
 
 QUIET = {"log": lambda m: None}
@@ -181,7 +181,7 @@ def _fake_quality(f1):
 def _fake_probe(fail_for=None):
     def probe(artifact, runtime, suite, *, threads, options, work_dir, on_line):
         if artifact.name == fail_for:
-            from kogata.errors import KogataError
+            from kogata.core.errors import KogataError
 
             raise KogataError("efficiency probe failed: boom", "see log")
         m = {"load_s": 1.0, "prefill_tok_s": 100.0, "decode_tok_s": 10.0, "ttft_p50_ms": 10.0, "ttft_p95_ms": 20.0,

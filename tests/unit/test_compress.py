@@ -8,8 +8,8 @@ import errno
 import pytest
 
 from kogata.methods import registry
-from kogata.models.importer import import_local
-from kogata.store import Store
+from kogata.artifacts.importer import import_local
+from kogata.artifacts.store import Store
 from tests.cli_helpers import run_cli
 
 
@@ -97,7 +97,7 @@ def test_k_quant_the_architecture_cannot_take(tiny_store, capsys, monkeypatch):
 
 
 def test_disk_full_mid_write_leaves_nothing(tiny_store, capsys, monkeypatch):
-    from kogata.methods import gguf_export
+    import kogata.methods.gguf.writer as gguf_export
 
     real = gguf_export.export_hf_to_gguf
 
@@ -123,7 +123,7 @@ def test_bad_recipe(tiny_store, tmp_path, capsys, monkeypatch):
 
 
 def test_config_types_are_coerced():
-    from kogata.methods.quantize import QuantizeConfig
+    from kogata.methods.quantize.method import QuantizeConfig
 
     spec = registry.MethodSpec("x", QuantizeConfig, lambda a, c, x: a, ("gguf",), "")
     assert registry.build_config(spec, {"type": "Q8_0"}).type == "Q8_0"
@@ -144,7 +144,7 @@ def test_torch_runtime_applies_int8_marker(tiny_store, capsys, monkeypatch):
 
 def test_quantize_keeps_llama_cpp_tensor_log_off_the_terminal(tiny_store, capfd):
     """llama.cpp's quantizer writes a line per tensor to fd 2; kogata captures it (a failure quotes its tail)."""
-    from kogata.methods.quantize import c_stderr_to_log
+    from kogata.methods.quantize.method import c_stderr_to_log
 
     with c_stderr_to_log() as text:
         os.write(2, b"[ 1/ 2] blk.0.attn_k.weight converting to q8_0\n")

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from kogata.errors import KogataError
+from kogata.core.errors import KogataError
 from kogata.eval.cost import add_savings, builtin_profiles, estimate_cost, load_price
 
 

@@ -9,7 +9,7 @@ from importlib import resources
 import pytest
 
 from kogata.data import PrepareConfig, load_dataset, prepare
-from kogata.errors import KogataError
+from kogata.core.errors import KogataError
 from tests.cli_helpers import run_cli
 
 SUITES = resources.files("kogata") / "suites"

@@ -8,7 +8,7 @@ import pytest
 
 from kogata.data.normalize import normalize_text
 from kogata.data.readers import read_inputs, split_paragraphs
-from kogata.errors import KogataError
+from kogata.core.errors import KogataError
 
 JA = "さくら電機の冷蔵庫SK-R450は、5ドア450Lの大容量モデルです。"
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from kogata.errors import KogataError
-from kogata.methods import train_loop
-from kogata.methods.distill import teacher_layer_map, topk_divergence
+from kogata.core.errors import KogataError
+import kogata.methods._shared.training as train_loop
+from kogata.methods.distill.method import teacher_layer_map, topk_divergence
 from kogata.methods.registry import MethodContext, apply_method
-from kogata.models.importer import import_local
-from kogata.store import Store
+from kogata.artifacts.importer import import_local
+from kogata.artifacts.store import Store
 from tests.tiny_models import CORPUS, make_tokenizer
 
 class Killed(Exception):
@@ -58,7 +58,7 @@ def teacher_dir(tmp_path_factory, tiny_llama_dir) -> Path:
 @pytest.fixture(autouse=True)
 def _one_thread(monkeypatch):
     """One thread (load_torch applies settings' count); what set_threads changes is restored afterwards."""
-    from kogata import settings
+    import kogata.core.settings as settings
 
     monkeypatch.setattr(settings, "_threads", 1)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "KOGATA_THREADS"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kogata.methods.distill import main
+from kogata.methods.distill.method import main
 from tests.tiny_models import make_tiny_model
 
 COMMON = ["--steps", "4", "--batch-size", "2", "--block-size", "16", "--lr", "1e-3", "--warmup", "1", "--alpha", "0.5",
@@ -22,7 +22,7 @@ COMMON = ["--steps", "4", "--batch-size", "2", "--block-size", "16", "--lr", "1e
 @pytest.fixture(autouse=True)
 def _one_thread(monkeypatch):
     """One thread (load_torch applies settings' count); what set_threads changes is restored afterwards."""
-    from kogata import settings
+    import kogata.core.settings as settings
 
     monkeypatch.setattr(settings, "_threads", 1)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "KOGATA_THREADS"):
@@ -56,7 +56,7 @@ def test_two_processes_match_one(folders, kogata_home, capsys):
     single_out = capsys.readouterr().out
     env = dict(os.environ, OMP_NUM_THREADS="1", KOGATA_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "kogata.methods.distill", *_args(folders, "ddp"), "--grad-accum", "1"]
+           "-m", "kogata.methods.distill.method", *_args(folders, "ddp"), "--grad-accum", "1"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=Path(__file__).parents[2])
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]

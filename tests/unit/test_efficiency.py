@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from kogata.errors import KogataError
+from kogata.core.errors import KogataError
 from kogata.eval import efficiency as eff
 from kogata.eval.kpi import EFFICIENCY_METRICS
 from kogata.runtimes.base import GenerateRequest, TimedGeneration

@@ -16,8 +16,8 @@ transformers = pytest.importorskip("transformers")
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
-from kogata.errors import KogataError  # noqa: E402
-from kogata.methods.gguf_export import export_hf_to_gguf  # noqa: E402
+from kogata.core.errors import KogataError  # noqa: E402
+from kogata.methods.gguf.writer import export_hf_to_gguf  # noqa: E402
 
 TRAIN_TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

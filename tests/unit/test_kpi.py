@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from kogata.errors import KogataError
+from kogata.core.errors import KogataError
 from kogata.eval.kpi import EFFICIENCY_METRICS, available_metric_names, check_kpis, flat_metrics, validate_kpis
 
 

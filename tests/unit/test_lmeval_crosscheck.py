@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from kogata import settings
+import kogata.core.settings as settings
 from kogata.eval.quality import evaluate_quality
 from kogata.eval.suite import load_suite
 from kogata.runtimes import open_runtime

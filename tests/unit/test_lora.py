@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from kogata.errors import KogataError
-from kogata.methods import lora_data as ld
+from kogata.core.errors import KogataError
+import kogata.methods.lora.data as ld
 from kogata.methods.registry import MethodContext, apply_method
-from kogata.models.importer import import_local
-from kogata.store import Store
+from kogata.artifacts.importer import import_local
+from kogata.artifacts.store import Store
 from tests.cli_helpers import run_cli
 from tests.tiny_models import make_tiny_model, make_tokenizer
 from tests.unit._tiny import FAQ, write_jsonl
@@ -156,7 +156,7 @@ TOL = {"llama": 1e-3, "gemma3": 2e-2}
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
 def test_merged_gguf_and_gguf_adapter_match_adapter_on_base(kogata_home, tmp_path, faq, arch):
-    from kogata.methods.lora import load_adapter_model
+    from kogata.methods.lora.method import load_adapter_model
 
     store = Store()
     base = import_local(store, make_tiny_model(tmp_path / arch, arch), name="tiny", log=lambda m: None)

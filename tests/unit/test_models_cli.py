@@ -7,8 +7,8 @@ import shutil
 import pytest
 import torch
 
-from kogata.models.catalog import CATALOG
-from kogata.store import Store
+from kogata.artifacts.catalog import CATALOG
+from kogata.artifacts.store import Store
 from tests.cli_helpers import run_cli
 
 
@@ -80,7 +80,7 @@ def test_pickle_checkpoint_refused_then_allowed(kogata_home, tmp_path, tiny_llam
     assert code == 0, err
     art = Store().get("pk")
     assert list(art.path.glob("*.safetensors")) and not list(art.path.glob("*.bin"))
-    from kogata.models.load import load_torch
+    from kogata.artifacts.load import load_torch
 
     loaded, _ = load_torch(art)
     ref = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
@@ -123,8 +123,8 @@ def test_bad_threads(kogata_home, capsys, monkeypatch):
 def test_load_torch_from_hf_artifact_matches_source(kogata_home, tiny_llama_dir, tiny_gemma3_dir, arch):
     from transformers import AutoModelForCausalLM
 
-    from kogata.models.importer import import_local
-    from kogata.models.load import load_torch
+    from kogata.artifacts.importer import import_local
+    from kogata.artifacts.load import load_torch
 
     src = {"llama": tiny_llama_dir, "gemma3": tiny_gemma3_dir}[arch]
     art = import_local(Store(), src, name=arch, log=lambda m: None)

@@ -12,7 +12,7 @@ import pytest
 
 from kogata.optimize.candidates import Candidate, skip_reason
 from kogata.optimize.decide import decide, pareto_front
-from kogata.store import Store
+from kogata.artifacts.store import Store
 from tests.cli_helpers import run_cli
 from tests.tiny_project import make_project
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from kogata.errors import KogataError
+from kogata.core.errors import KogataError
 from kogata.methods.registry import MethodContext, apply_method
-from kogata.models.importer import import_local
-from kogata.store import Store
+from kogata.artifacts.importer import import_local
+from kogata.artifacts.store import Store
 from tests.cli_helpers import run_cli
 from tests.tiny_models import CORPUS
 
@@ -24,7 +24,7 @@ CALIB = {"calib_tokens": 96, "calib_seq_len": 32}
 @pytest.fixture(autouse=True)
 def _one_thread(monkeypatch):
     """One thread (load_torch applies settings' count); what set_threads changes is restored afterwards."""
-    from kogata import settings
+    import kogata.core.settings as settings
 
     monkeypatch.setattr(settings, "_threads", 1)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "KOGATA_THREADS"):
@@ -80,7 +80,7 @@ def _gguf_matches_torch(art, tmp_path) -> float:
     llama_cpp = pytest.importorskip("llama_cpp")
     from transformers import AutoModelForCausalLM
 
-    from kogata.methods.gguf_export import export_hf_to_gguf
+    from kogata.methods.gguf.writer import export_hf_to_gguf
 
     out = tmp_path / f"{art.id}.gguf"
     export_hf_to_gguf(art.path, out)

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from kogata import settings
-from kogata.errors import KogataError
+import kogata.core.settings as settings
+from kogata.core.errors import KogataError
 from kogata.runtimes import open_runtime, runtime_names
 from kogata.runtimes.base import GenerateRequest, LoglikelihoodRequest, Runtime
 from kogata.runtimes.scoring import render_plain_chat, rolling_windows

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from kogata.errors import KogataError
+from kogata.core.errors import KogataError
 from kogata.eval.quality import evaluate_quality
 from kogata.eval.suite import builtin_suites, load_suite
 from kogata.eval.tasks import TASK_TYPES
@@ -117,7 +117,7 @@ def test_datasets_spec_and_csv(tmp_path):
 
 
 def test_rerun_gives_identical_numbers(suite_path, tiny_llama_dir):
-    from kogata import settings
+    import kogata.core.settings as settings
     from kogata.runtimes import open_runtime
 
     settings.set_threads(1)

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from kogata.errors import KogataError
-from kogata.methods import vocab_tokenizer as vt
+from kogata.core.errors import KogataError
+import kogata.methods.trim_vocab.tokenizer as vt
 from kogata.methods.registry import MethodContext, apply_method, build_config, get_method
-from kogata.models.importer import import_local
-from kogata.store import Store
+from kogata.artifacts.importer import import_local
+from kogata.artifacts.store import Store
 from tests.tiny_models import CHAT_TEMPLATE, CORPUS
 
 EN = ["Hello, how can I help you today?", "Please restart the SakuraHome app and try again.", "Shipping takes three to five business days."]
@@ -189,7 +189,7 @@ def test_generation_stays_inside_the_kept_vocabulary(byte_fallback_dir, kogata_h
 
 
 def test_chat_template_and_runtime_loading(kogata_home, tmp_path, tiny_llama_dir):
-    from kogata.models.load import load_torch
+    from kogata.artifacts.load import load_torch
 
     _, out = _trim(kogata_home, tiny_llama_dir, [_corpus(tmp_path, EN)], mass_tokens=0)
     t0 = _tok(tiny_llama_dir)
@@ -280,7 +280,7 @@ def test_slice_keeps_rows_of_any_dtype(tmp_path):
     import numpy as np
     from safetensors.torch import load_file, save_file
 
-    from kogata.methods.vocab import slice_safetensors
+    from kogata.methods.trim_vocab.method import slice_safetensors
 
     emb = torch.randn(10, 4).to(torch.bfloat16)
     save_file({"model.embed_tokens.weight": emb, "model.norm.weight": torch.ones(4), "lm_head.weight": emb.float()}, tmp_path / "a.safetensors", metadata={"format": "pt"})
@@ -292,7 +292,7 @@ def test_slice_keeps_rows_of_any_dtype(tmp_path):
 
 
 def test_corpus_reading(tmp_path):
-    from kogata.methods.vocab import read_texts
+    from kogata.methods.trim_vocab.method import read_texts
 
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "a.md").write_text("# Title\n\ntext", encoding="utf-8")

@@ -6,10 +6,11 @@ import sys
 
 import typer
 
-from .. import __version__, settings
-from ..errors import KogataError
-from .common import console, err_console
-from .models import app as models_app
+import kogata.core.settings as settings
+from kogata import __version__
+from kogata.core.errors import KogataError
+from kogata.cli.common import console, err_console
+from kogata.cli.models import app as models_app
 
 app = typer.Typer(
     name="kogata",
@@ -25,7 +26,7 @@ def _register_optional() -> None:
     """Commands living in their own modules; each registers itself on ``app``."""
     import importlib
 
-    for mod in ("eval", "compress", "optimize", "data", "generate"):
+    for mod in ("eval", "compress", "optimize", "data"):
         try:
             importlib.import_module(f"{__name__}.{mod}").register(app)
         except ModuleNotFoundError as exc:

@@ -10,9 +10,9 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..errors import KogataError
-from ..store import Store
-from .common import console, err_console, human_bytes, human_params, log
+from kogata.core.errors import KogataError
+from kogata.artifacts.store import Store
+from kogata.cli.common import console, err_console, human_bytes, human_params, log
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _methods_table() -> Table:
-    from ..methods.registry import list_methods
+    from kogata.methods.registry import list_methods
 
     tab = Table(title="Methods", title_justify="left")
     for col in ("method", "input", "what it does", "parameters (default)"):
@@ -51,8 +51,8 @@ def compress(
     list_: bool = typer.Option(False, "--list", help="List the methods and their parameters, then exit."),
 ) -> None:
     """Make a model smaller: `kogata compress ART --method quantize --set type=Q4_K_M` or `--recipe steps.yaml`."""
-    from ..methods.recipe import load_recipe, run_recipe
-    from ..methods.registry import MethodContext, parse_sets
+    from kogata.methods.recipe import load_recipe, run_recipe
+    from kogata.methods.registry import MethodContext, parse_sets
 
     if list_:
         console.print(_methods_table())
@@ -68,7 +68,7 @@ def compress(
         steps = load_recipe(recipe)["steps"]
     else:
         steps = [{"method": method, "params": parse_sets(sets)}]
-        from ..methods.recipe import validate_steps
+        from kogata.methods.recipe import validate_steps
 
         validate_steps(steps, where="--method")
     store = Store()

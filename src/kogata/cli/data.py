@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..errors import KogataError
-from .common import console, err_console
+from kogata.core.errors import KogataError
+from kogata.cli.common import console, err_console
 
 app = typer.Typer(help="Prepare your documents as training data: normalise, scrub PII, filter, deduplicate, split.", no_args_is_help=True)
 
@@ -37,8 +37,8 @@ def prepare_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset folder."),
 ) -> None:
     """Curate documents into DATASET_DIR: data.jsonl, removed.jsonl, manifest.json, summary.html."""
-    from ..data.prepare import PrepareConfig, parse_split, prepare
-    from ..data.summary import render_terminal
+    from kogata.data.prepare import PrepareConfig, parse_split, prepare
+    from kogata.data.summary import render_terminal
 
     langs = tuple(x.strip() for x in lang.split(",") if x.strip()) if lang else None
     if lang is not None and not langs:

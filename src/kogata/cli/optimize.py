@@ -9,8 +9,8 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from ..errors import KogataError
-from .common import console, err_console, log
+from kogata.core.errors import KogataError
+from kogata.cli.common import console, err_console, log
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +30,7 @@ def init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Create a commented project file (kogata.yaml, comments in English and Japanese)."""
-    from ..optimize.project import init_project, load_project
+    from kogata.optimize.project import init_project, load_project
 
     if language not in ("en", "ja"):
         raise KogataError(f"--language {language!r} is not supported", "use en or ja")
@@ -91,17 +91,17 @@ def optimize(
     restart: bool = typer.Option(False, "--restart", help="Forget earlier progress of this project and search again."),
 ) -> None:
     """Find the cheapest model that meets the suite's KPIs, and write the evidence (report.html, summary.md)."""
-    from ..optimize.assemble import assemble
-    from ..optimize.project import load_project
-    from ..optimize.publish import publish
-    from ..optimize.search import Search, project_run_folder
+    from kogata.optimize.assemble import assemble
+    from kogata.optimize.project import load_project
+    from kogata.optimize.publish import publish
+    from kogata.optimize.loop import Search, project_run_folder
 
     project = load_project(project_file)
     if executor not in ("local", "ray"):
         raise KogataError(f"--executor {executor!r} is not known", "use local or ray")
     ex = None
     if executor == "ray":
-        from ..optimize.executor import RayExecutor
+        from kogata.optimize.executor import RayExecutor
 
         ex = RayExecutor(address=ray_address, threads=project.threads)
     search = Search(project, executor=ex, restart=restart, log=log)

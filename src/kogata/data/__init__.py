@@ -6,6 +6,6 @@ The entry point is :func:`kogata.data.prepare.prepare` (``kogata data prepare`` 
 
 from __future__ import annotations
 
-from .prepare import PrepareConfig, load_dataset, parse_split, prepare
+from kogata.data.prepare import PrepareConfig, load_dataset, parse_split, prepare
 
 __all__ = ["PrepareConfig", "load_dataset", "parse_split", "prepare"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-from .normalize import dedup_key
+from kogata.data.normalize import dedup_key
 
 NUM_PERM = 128
 

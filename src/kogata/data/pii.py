@@ -24,7 +24,7 @@ import re
 from collections import Counter
 from urllib.parse import parse_qsl, urlsplit
 
-from .normalize import find_urls
+from kogata.data.normalize import find_urls
 
 PII_TYPES = ("EMAIL", "PHONE", "POSTAL_CODE", "CREDIT_CARD", "MY_NUMBER", "URL")
 URL_MODES = ("secrets", "all", "keep")

@@ -25,11 +25,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..errors import KogataError
-from . import dedup, filters, readers
-from .normalize import normalize_text
-from .pii import PII_TYPES, Scrubber
+from kogata import __version__
+from kogata.core.errors import KogataError
+import kogata.data.dedup as dedup
+import kogata.data.filters as filters
+import kogata.data.readers as readers
+from kogata.data.normalize import normalize_text
+from kogata.data.pii import PII_TYPES, Scrubber
 
 MANIFEST_VERSION = 1
 EXAMPLES_PER_REASON = 3
@@ -263,7 +265,7 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
 
 
 def _write(out: Path, records, removed, splits, manifest: dict[str, Any], overwrite: bool) -> None:
-    from .summary import render_html
+    from kogata.data.summary import render_html
 
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import KogataError
+from kogata.core.errors import KogataError
 
 # (required fields, content fields in reading order)
 QA_SCHEMAS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [

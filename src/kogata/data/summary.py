@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
-from .filters import REASONS
+from kogata.data.filters import REASONS
 
 _MORE_REASONS = {
     "exact_duplicate": "same text (after normalisation) as an earlier record",

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import KogataError
+from kogata.core.errors import KogataError
 
 DEFAULT_PROFILE = "cloud-2vcpu-usd"
 HOURS_PER_MONTH = 730.0  # 24 × 365 / 12

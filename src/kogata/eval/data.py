@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import KogataError
+from kogata.core.errors import KogataError
 
 Record = dict[str, Any]
 SUFFIXES = (".jsonl", ".csv", ".txt")

@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..errors import KogataError
+from kogata.core.errors import KogataError
 
 DEFAULTS = {"prompt_tokens": 128, "gen_tokens": 32, "repeats": 3, "warmup": 1, "latency_prompts": 8}
 LIBRARIES = {"kogata": "kogata", "torch": "torch", "transformers": "transformers", "llama_cpp": "llama-cpp-python", "gguf": "gguf", "numpy": "numpy"}
@@ -269,7 +269,7 @@ def probe(artifact: Any, runtime_name: str, suite: Any, *, threads: int, options
         except ImportError:
             pass
     if open_runtime is None:
-        from ..runtimes import get_runtime_class, open_runtime
+        from kogata.runtimes import get_runtime_class, open_runtime
 
         get_runtime_class(runtime_name)  # importing the runtime's module is not loading the model either
     import_s = time.perf_counter() - started
@@ -369,12 +369,12 @@ def run_probe_subprocess(artifact: Any, runtime_name: str, suite_path: str | Pat
 
 
 def _load_artifact(ref: str) -> Any:
-    from ..models.artifact import MANIFEST, Artifact
+    from kogata.artifacts.artifact import MANIFEST, Artifact
 
     path = Path(ref)
     if (path / MANIFEST).is_file():
         return Artifact.read(path)
-    from ..store import Store
+    from kogata.artifacts.store import Store
 
     return Store().get(ref)
 
@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(thread_env(args.threads, {}))
     out = Path(args.json_out)
     try:
-        from .suite import load_suite
+        from kogata.eval.suite import load_suite
 
         suite = load_suite(args.suite)
         result = probe(_load_artifact(args.artifact), args.runtime, suite, threads=args.threads,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import KogataError
+from kogata.core.errors import KogataError
 
 EFFICIENCY_METRICS = (
     "load_s",

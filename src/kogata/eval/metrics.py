@@ -23,6 +23,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -215,3 +216,56 @@ PERPLEXITY_METRICS: dict[str, Callable[[Sequence[float], Sequence[int]], float]]
     "word_perplexity": word_perplexity,
     "bits_per_byte": bits_per_byte,
 }
+
+
+# --------------------------------------------------------------------------- the metric registry
+# One row per metric a task can report: its direction, unit and display format. KPI validation, the
+# optimize decision and every report read this table (``lower_is_better`` below); adding a metric is one
+# ``register_metric`` line.
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    higher_is_better: bool = True
+    unit: str = ""  # "" (a fraction 0..1), "bits/byte", "perplexity", "ms", …
+    fmt: str = "{:.3f}"  # how reports print a value
+    summary: str = ""
+
+
+METRICS: dict[str, MetricSpec] = {}
+
+
+def register_metric(spec: MetricSpec) -> MetricSpec:
+    METRICS[spec.name] = spec
+    return spec
+
+
+for _spec in (
+    MetricSpec("exact_match", summary="normalised answer equals the gold answer"),
+    MetricSpec("f1", summary="token F1 (characters for Japanese, words for English)"),
+    MetricSpec("rouge_l", summary="ROUGE-L F-measure on the same tokens"),
+    MetricSpec("accuracy", summary="answer contains / equals the gold label"),
+    MetricSpec("acc", summary="multiple choice: highest log-likelihood is the gold choice"),
+    MetricSpec("acc_norm", summary="multiple choice, length-normalised log-likelihood"),
+    MetricSpec("bits_per_byte", higher_is_better=False, unit="bits/byte", fmt="{:.4f}", summary="corpus bits per UTF-8 byte"),
+    MetricSpec("token_perplexity", higher_is_better=False, unit="perplexity", fmt="{:.3f}", summary="perplexity per model token"),
+    MetricSpec("word_perplexity", higher_is_better=False, unit="perplexity", fmt="{:.3f}", summary="perplexity per whitespace word (not for Japanese)"),
+):
+    register_metric(_spec)
+
+
+def metric_spec(name: str) -> MetricSpec | None:
+    """The spec of ``name`` (also accepts ``task.metric`` and ``metric_ci_low``-style suffixed names)."""
+    base = name.split(".")[-1]
+    if base in METRICS:
+        return METRICS[base]
+    for suffix in ("_ci_low", "_ci_high", "_stderr"):
+        if base.endswith(suffix) and base[: -len(suffix)] in METRICS:
+            return METRICS[base[: -len(suffix)]]
+    return None
+
+
+def lower_is_better(name: str) -> bool:
+    spec = metric_spec(name)
+    return spec is not None and not spec.higher_is_better

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .suite import Suite
-from .tasks import Progress
+from kogata.eval.suite import Suite
+from kogata.eval.tasks import Progress
 
 
 def evaluate_quality(

@@ -20,12 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, settings
-from ..errors import KogataError
-from .cost import add_savings, estimate_cost, load_price
-from .efficiency import DEFAULTS as EFFICIENCY_DEFAULTS
-from .efficiency import library_versions, machine_info, run_probe_subprocess, task_type
-from .kpi import available_metric_names, check_kpis, flat_metrics, validate_kpis
+import kogata.core.settings as settings
+from kogata import __version__
+from kogata.core.errors import KogataError
+from kogata.eval.cost import add_savings, estimate_cost, load_price
+from kogata.eval.efficiency import DEFAULTS as EFFICIENCY_DEFAULTS
+from kogata.eval.efficiency import library_versions, machine_info, run_probe_subprocess, task_type
+from kogata.eval.kpi import available_metric_names, check_kpis, flat_metrics, validate_kpis
 
 SCHEMA_VERSION = 1
 # Formats each runtime can execute when the runtime registry does not say (torch reads GGUF by dequantising it)
@@ -52,13 +53,13 @@ class EvalProgress:
 
 # ---- seams (tests replace these) ------------------------------------------------------------------
 def _open_runtime(name: str, artifact: Any, **options: Any) -> Any:
-    from ..runtimes import open_runtime
+    from kogata.runtimes import open_runtime
 
     return open_runtime(name, artifact, **options)
 
 
 def _evaluate_quality(runtime: Any, suite: Any, limit: int | None, progress: Any) -> dict[str, Any]:
-    from .quality import evaluate_quality
+    from kogata.eval.quality import evaluate_quality
 
     return evaluate_quality(runtime, suite, limit=limit, progress=progress)
 
@@ -79,7 +80,7 @@ class IncompatibleError(KogataError):
 def check_compatible(runtime: str, artifact: Any, options: dict[str, Any] | None = None) -> None:
     """Raise if ``runtime`` cannot run ``artifact``: :class:`IncompatibleError` for a format it does not run,
     :class:`KogataError` for an unknown runtime or option, or an artifact that is not a language model."""
-    from ..runtimes import get_runtime_class
+    from kogata.runtimes import get_runtime_class
 
     cls = get_runtime_class(runtime)  # KogataError naming the valid runtimes
     if getattr(artifact, "kind", "causal-lm") != "causal-lm":
@@ -224,7 +225,7 @@ def run_eval(artifacts: list[Any], suite: Any, runtimes: list[str], *, limit: in
     ``{"torch": {"dtype": "bfloat16"}}``). Returns the results document. An entry that fails while running is
     kept with ``status: "error"`` and its one-line error; checks that can fail early raise :class:`KogataError`.
     """
-    from ..report import write_reports
+    from kogata.report import write_reports
 
     progress = progress or EvalProgress()
     started_wall, started = datetime.now(timezone.utc), time.perf_counter()

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import KogataError
-from .tasks import Task, build_task
+from kogata.core.errors import KogataError
+from kogata.eval.tasks import Task, build_task
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 SUITE_FILE = "suite.yaml"

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import KogataError
-from ..runtimes.base import GenerateRequest, LoglikelihoodRequest
-from . import metrics as M
-from .data import Record, fingerprint, load_records
+from kogata.core.errors import KogataError
+from kogata.runtimes.base import GenerateRequest, LoglikelihoodRequest
+import kogata.eval.metrics as M
+from kogata.eval.data import Record, fingerprint, load_records
 
 Progress = Callable[[str, int, int], None]  # (task name, items done, items total)
 N_SAMPLES = 20

@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from ..errors import KogataError
-from ..models.artifact import Artifact
-from .registry import MethodContext, apply_method, get_method
+from kogata.core.errors import KogataError
+from kogata.artifacts.artifact import Artifact
+from kogata.methods.registry import MethodContext, apply_method, get_method
 
 STEP_KEYS = {"method", "params", "name"}
 RECIPE_KEYS = {"version", "name", "description", "steps"}
@@ -65,7 +65,7 @@ def validate_steps(steps: list[Any], where: str = "recipe") -> list[dict[str, An
 
 def run_recipe(artifact: Artifact, steps: list[dict[str, Any]], ctx: MethodContext, final_name: str | None = None) -> list[Artifact]:
     """Apply each step to the previous result; every intermediate is an artifact. Returns them in order."""
-    from .registry import build_config, check_input_kind
+    from kogata.methods.registry import build_config, check_input_kind
 
     if steps:
         check_input_kind(artifact, steps[0]["method"])

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import KogataError
-from ..models.artifact import Artifact, LineageStep
-from ..store import Store
+from kogata.core.errors import KogataError
+from kogata.artifacts.artifact import Artifact, LineageStep
+from kogata.artifacts.store import Store
 
 Log = Callable[[str], None]
 
@@ -81,7 +81,7 @@ def register_method(name: str, config_cls: type, *, input_formats: tuple[str, ..
 def _load_builtin_methods() -> None:
     import importlib
 
-    for mod in ("export", "quantize", "vocab", "prune", "distill", "lora"):
+    for mod in ("gguf", "quantize", "trim_vocab", "prune", "distill", "lora"):
         try:
             importlib.import_module(f"{__package__}.{mod}")
         except ModuleNotFoundError as exc:
@@ -181,7 +181,7 @@ def data_fingerprint(paths: list[Path]) -> str | None:
         return None
     import hashlib
 
-    from ..models.artifact import sha256_file
+    from kogata.artifacts.artifact import sha256_file
 
     h = hashlib.sha256()
     for p in sorted(paths):

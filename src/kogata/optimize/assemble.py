@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import __version__
-from .decide import decide
+from kogata import __version__
+from kogata.optimize.decide import decide
 
 
 def assemble(search: Any) -> dict[str, Any]:
-    from ..eval.cost import add_savings, estimate_cost
-    from ..eval.efficiency import library_versions, machine_info
-    from ..eval.kpi import check_kpis, flat_metrics
-    from ..eval.run import SCHEMA_VERSION, suite_record
+    from kogata.eval.cost import add_savings, estimate_cost
+    from kogata.eval.efficiency import library_versions, machine_info
+    from kogata.eval.kpi import check_kpis, flat_metrics
+    from kogata.eval.run import SCHEMA_VERSION, suite_record
 
     rows = search.state.rows()
     entries, candidates = [], []

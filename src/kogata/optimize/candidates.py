@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .project import Project
+from kogata.optimize.project import Project
 
 # Approximate bits per weight of llama.cpp types (for size estimates before anything is built)
 BITS = {"F32": 32.0, "F16": 16.0, "Q8_0": 8.5, "Q6_K": 6.6, "Q5_K_M": 5.7, "Q5_K_S": 5.5, "Q5_0": 5.5, "Q4_1": 5.0,

@@ -12,20 +12,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import KogataError
+from kogata.core.errors import KogataError
 
 
 def build_and_evaluate(project_path: str, cand: dict[str, Any], kogata_home: str, base_id: str,
                        logs: str, on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build the candidate's recipe from the base artifact, evaluate the result on the project's runtime."""
     os.environ["KOGATA_HOME"] = kogata_home
-    from .. import settings
-    from ..eval.run import EvalProgress, _run_entry
-    from ..methods.recipe import run_recipe
-    from ..methods.registry import MethodContext
-    from ..store import Store
-    from .project import load_project
-    from .search import load_project_suite
+    import kogata.core.settings as settings
+    from kogata.eval.run import EvalProgress, _run_entry
+    from kogata.methods.recipe import run_recipe
+    from kogata.methods.registry import MethodContext
+    from kogata.artifacts.store import Store
+    from kogata.optimize.project import load_project
+    from kogata.optimize.loop import load_project_suite
 
     stage = on_stage or (lambda s: None)
     project = load_project(Path(project_path))

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import KogataError
+from kogata.core.errors import KogataError
 
 PROJECT_KEYS = {
     "version": "file format version (1)",
@@ -120,7 +120,7 @@ def _validate(p: Project) -> None:
     for d in p.data:
         if not d.exists():
             raise KogataError(f"{where}: data path {d} does not exist", "fix the path (relative paths start at the project file's folder)")
-    from ..methods.quantize import GGUF_TYPES, TORCH_TYPES
+    from kogata.methods.quantize.method import GGUF_TYPES, TORCH_TYPES
 
     valid = GGUF_TYPES if p.runtime == "llamacpp" else TORCH_TYPES
     for q in p.search.quantize:

@@ -7,12 +7,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import KogataError
+from kogata.core.errors import KogataError
 
 
 def publish(results: dict[str, Any], out_dir: Path) -> Path:
-    from ..eval.run import write_json
-    from .report import write
+    from kogata.eval.run import write_json
+    from kogata.report.optimize import write
 
     out_dir = Path(out_dir).expanduser().resolve()
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "results.json").exists():

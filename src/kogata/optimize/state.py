@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import JSON, Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from ..db import Base
-from ..store import Store
+from kogata.core.db import Base
+from kogata.artifacts.store import Store
 
 
 class OptimizeRun(Base):

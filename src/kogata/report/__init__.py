@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .html import render_html
-from .markdown import render_markdown
+from kogata.report.html import render_html
+from kogata.report.markdown import render_markdown
 
 __all__ = ["render_html", "render_markdown", "write_reports"]
 

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import format as f
-from .i18n import fmt, strings
+import kogata.report.format as f
+from kogata.report.i18n import fmt, strings
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_SAMPLES = 10

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import format as f
-from .html import busy_note, entry_label, primary_metric
-from .i18n import strings
+import kogata.report.format as f
+from kogata.report.html import busy_note, entry_label, primary_metric
+from kogata.report.i18n import strings
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:

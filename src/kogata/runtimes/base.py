@@ -6,6 +6,7 @@ Runtimes are registered by name (see :mod:`kogata.runtimes`); the same task code
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -32,12 +33,51 @@ class RollingResult:
 
 @dataclass
 class GenerateRequest:
-    """Plain-text prompt, or chat ``messages`` ([{role, content}]) rendered with the model's chat template."""
+    """Plain-text prompt, or chat ``messages`` ([{role, content}]) rendered with the model's chat template.
+
+    Sampling: ``temperature == 0`` (the default) is greedy decoding — what every evaluation task uses; with
+    ``temperature > 0`` tokens are sampled after ``top_k`` / ``top_p`` filtering from a generator seeded by
+    ``seed`` (same seed + same request → same text on the same runtime and threads). ``logprobs`` asks for the
+    chosen token's log-probability on every :class:`StreamPiece`.
+    """
 
     prompt: str | None = None
     messages: list[dict[str, str]] | None = None
     max_tokens: int = 64
     stop: list[str] = field(default_factory=list)
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = no top-k filtering
+    seed: int | None = None
+    logprobs: bool = False
+    json_schema: dict[str, Any] | None = None  # constrain the output to this JSON schema where the runtime can
+    ignore_eos: bool = False
+
+
+@dataclass
+class StreamPiece:
+    """One step of a streamed generation: the new text (may be "" while a multi-byte character or a possible
+    stop sequence is held back), the token ids it came from, and — on the last piece — why it finished."""
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    logprob: float | None = None  # sum of the natural-log probabilities of ``token_ids`` (when asked)
+    finish_reason: str | None = None  # "stop" (EOS or a stop string), "length" (max_tokens), "cancelled"
+    usage: "Usage | None" = None  # exact token counts, on the last piece
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Cancelled(Exception):
+    """Raised inside a runtime when the request's cancel event was set; streams end with finish_reason 'cancelled'."""
 
 
 @dataclass
@@ -52,7 +92,16 @@ class TimedGeneration:
 
 @runtime_checkable
 class Runtime(Protocol):
+    """A loaded artifact that can score and generate text.
+
+    Concurrency contract: one instance serves one call at a time (calls from several threads must hold
+    ``self.lock``); for parallel requests open one instance per worker, or use the batched serving engine.
+    ``stream`` checks ``cancel`` (a ``threading.Event``) between tokens and then finishes with
+    ``finish_reason='cancelled'``.
+    """
+
     name: str
+    kind: str  # "lm" (scores and generates) or "embedder" (embeds only)
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]: ...
 
@@ -60,11 +109,29 @@ class Runtime(Protocol):
 
     def generate(self, requests: list[GenerateRequest]) -> list[str]: ...
 
+    def stream(self, request: GenerateRequest, cancel: Any = None) -> Iterator[StreamPiece]: ...
+
     def chat(self, messages: list[dict[str, str]], max_tokens: int = 256, stop: list[str] | None = None) -> str: ...
 
     def tokenize(self, text: str) -> list[int]: ...
 
     def timed_generate(self, prompt: str, max_new_tokens: int, *, ignore_eos: bool = True) -> TimedGeneration: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class EmbeddingRuntime(Protocol):
+    """A loaded sentence embedder: ``embed(texts)`` → one L2-normalised vector per text (float32 rows)."""
+
+    name: str
+    kind: str  # "embedder"
+
+    def embed(self, texts: list[str]) -> Any: ...  # numpy array (len(texts), dim)
+
+    def tokenize(self, text: str) -> list[int]: ...
 
     def info(self) -> dict[str, Any]: ...
 

@@ -3,7 +3,7 @@
 Options: ``n_ctx`` (default 2048, or the model's training context if smaller; it is also the longest scored
 input, like the torch runtime's ``max_length``), ``n_batch`` (512), ``kv_type`` (KV-cache precision:
 ``f16`` — llama.cpp's default — ``f32`` or ``q8_0``).
-Threads come from :func:`kogata.settings.get_threads` (``n_threads`` and ``n_threads_batch``).
+Threads come from :func:`kogata.core.settings.get_threads` (``n_threads`` and ``n_threads_batch``).
 
 Scoring tokenizes exactly like the torch runtime (see :mod:`kogata.runtimes.scoring`) with llama.cpp's own
 tokenizer (``add_bos`` = the tokenizer's special tokens, ``special=True`` to parse special-token text, as HF
@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import KogataError
-from ..settings import get_threads
-from . import register_runtime
-from .base import GenerateRequest, TimedGeneration
-from .scoring import DEFAULT_MAX_LENGTH, ScoringRuntime, TokenPair, log_softmax, render_plain_chat
+from kogata.core.errors import KogataError
+from kogata.core.settings import get_threads
+from kogata.runtimes.registry import register_runtime
+from kogata.runtimes.base import GenerateRequest, TimedGeneration
+from kogata.runtimes.scoring import DEFAULT_MAX_LENGTH, ScoringRuntime, TokenPair, log_softmax, render_plain_chat
 
 LOGIT_SLICE = 128
 KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}  # ggml type ids (llama_cpp.GGML_TYPE_*)

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from .base import LoglikelihoodRequest, LoglikelihoodResult, RollingResult
+from kogata.runtimes.base import LoglikelihoodRequest, LoglikelihoodResult, RollingResult
 
 TokenPair = tuple[list[int], list[int]]  # (context tokens, continuation tokens)
 DEFAULT_MAX_LENGTH = 2048  # default longest scored input (and llama.cpp context), capped by the model's own

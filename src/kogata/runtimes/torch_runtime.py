@@ -28,11 +28,11 @@ from typing import Any
 
 import torch
 
-from ..errors import KogataError
-from ..settings import get_threads
-from . import register_runtime
-from .base import GenerateRequest, TimedGeneration
-from .scoring import DEFAULT_MAX_LENGTH, ScoringRuntime, TokenPair, render_plain_chat
+from kogata.core.errors import KogataError
+from kogata.core.settings import get_threads
+from kogata.runtimes.registry import register_runtime
+from kogata.runtimes.base import GenerateRequest, TimedGeneration
+from kogata.runtimes.scoring import DEFAULT_MAX_LENGTH, ScoringRuntime, TokenPair, render_plain_chat
 
 LOGIT_SLICE = 128
 SHARE_MIN_CONTEXT = 4  # shorter shared contexts are cheaper to recompute than to cache and copy
@@ -71,8 +71,8 @@ class TorchRuntime(ScoringRuntime):
         batch_size: int = 8,
         max_length: int | None = None,
     ):
-        from ..methods.quantize import QUANT_MARKER
-        from ..models.load import load_torch
+        from kogata.artifacts.markers import QUANT_MARKER
+        from kogata.artifacts.load import load_torch
 
         path = getattr(artifact, "path", None)
         if path is not None and (path / QUANT_MARKER).is_file():  # made by `quantize type=int8-dynamic`

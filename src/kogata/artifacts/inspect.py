@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import KogataError
-from .artifact import PICKLE_SUFFIXES
+from kogata.core.errors import KogataError
+from kogata.artifacts.artifact import PICKLE_SUFFIXES
 
 EMBEDDER_TYPES = {"bert", "roberta", "xlm-roberta", "mpnet", "distilbert", "e5", "nomic_bert"}
 
@@ -101,7 +101,7 @@ def _check_safetensors_whole(path: Path) -> None:
 def inspect_gguf(path: Path) -> ModelInfo:
     from gguf import GGUFReader
 
-    from .gguf_support import gguf_supported_architectures
+    from kogata.artifacts.gguf_support import gguf_supported_architectures
 
     size = path.stat().st_size
     try:

@@ -19,7 +19,7 @@ from typing import Any
 
 import gguf
 
-from kogata.errors import KogataError
+from kogata.core.errors import KogataError
 
 # Split regexes of HF pre-tokenizers that llama.cpp implements, keyed to llama.cpp's names.
 _SPLIT_REGEX_TO_PRE = {

@@ -3,7 +3,7 @@
 Supported architectures: ``llama`` (e.g. SmolLM2), ``gemma3_text`` (Gemma 3 text models) and
 ``qwen2``. Weights are read with ``safetensors`` (never pickle) and streamed into the GGUF file one
 tensor at a time, so memory use stays near the size of the largest tensor. Tensor names come from
-the ``gguf`` package's tensor name maps; the tokenizer is written by :mod:`kogata.methods.gguf_vocab`.
+the ``gguf`` package's tensor name maps; the tokenizer is written by :mod:`kogata.methods.gguf.vocab`.
 
 Transforms that llama.cpp's compute graphs need:
 
@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from kogata.errors import KogataError
-from kogata.methods.gguf_vocab import write_vocab
+from kogata.core.errors import KogataError
+from kogata.methods.gguf.vocab import write_vocab
 
 # HF ``model_type`` -> GGUF architecture.
-_ARCHES: dict[str, gguf.MODEL_ARCH] = {
+ARCHES: dict[str, gguf.MODEL_ARCH] = {
     "llama": gguf.MODEL_ARCH.LLAMA,
     "gemma3_text": gguf.MODEL_ARCH.GEMMA3,
     "qwen2": gguf.MODEL_ARCH.QWEN2,
@@ -74,14 +74,14 @@ def export_hf_to_gguf(
     hf_dir, out_file = Path(hf_dir), Path(out_file)
     if out_type not in _OUT_TYPES:
         raise KogataError(f"unsupported GGUF output type {out_type!r}", "use 'f32' or 'f16'")
-    config = _read_config(hf_dir)
+    config = read_config(hf_dir)
     model_type = config.get("model_type")
-    if model_type not in _ARCHES:
+    if model_type not in ARCHES:
         raise KogataError(
             f"cannot export model_type {model_type!r} to GGUF",
-            f"supported model types: {', '.join(sorted(_ARCHES))}",
+            f"supported model types: {', '.join(sorted(ARCHES))}",
         )
-    arch = _ARCHES[model_type]
+    arch = ARCHES[model_type]
     arch_name = gguf.MODEL_ARCH_NAMES[arch]
     tensors = _plan_tensors(hf_dir, config, arch, out_type)
 
@@ -123,7 +123,7 @@ def export_hf_to_gguf(
 # --------------------------------------------------------------------------- config
 
 
-def _read_config(hf_dir: Path) -> dict[str, Any]:
+def read_config(hf_dir: Path) -> dict[str, Any]:
     path = hf_dir / "config.json"
     if not path.is_file():
         raise KogataError(f"no config.json in {hf_dir}", "point at a Hugging Face model folder")
@@ -260,7 +260,7 @@ def _plan_tensors(hf_dir: Path, config: dict[str, Any], arch: gguf.MODEL_ARCH, o
             for hf_name in f.keys():
                 if hf_name.endswith(_SKIP_SUFFIXES) or (tied and hf_name == "lm_head.weight"):
                     continue
-                gguf_name = _gguf_name(name_map, hf_name, arch)
+                gguf_name = gguf_tensor_name(name_map, hf_name, arch)
                 shape = tuple(f.get_slice(hf_name).get_shape())
                 dtype = np.dtype(np.float16 if out_type == "f16" and len(shape) == 2 else np.float32)
                 plan.append(_Tensor(hf_name, gguf_name, shape, dtype, file))
@@ -272,7 +272,7 @@ def _plan_tensors(hf_dir: Path, config: dict[str, Any], arch: gguf.MODEL_ARCH, o
     return plan
 
 
-def _gguf_name(name_map: gguf.TensorNameMap, hf_name: str, arch: gguf.MODEL_ARCH) -> str:
+def gguf_tensor_name(name_map: gguf.TensorNameMap, hf_name: str, arch: gguf.MODEL_ARCH) -> str:
     name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
     if name is None:
         raise KogataError(
@@ -297,15 +297,15 @@ def _load_tensors(plan: list[_Tensor], config: dict[str, Any], arch: gguf.MODEL_
                 handles[t.file] = stack.enter_context(safe_open(t.file, framework="pt"))
             data = handles[t.file].get_tensor(t.hf_name).to(torch.float32)
             if arch == gguf.MODEL_ARCH.LLAMA and t.hf_name.endswith(("q_proj.weight", "q_proj.bias")):
-                data = _rope_rows_to_interleaved(data, n_head)
+                data = rope_rows_to_interleaved(data, n_head)
             elif arch == gguf.MODEL_ARCH.LLAMA and t.hf_name.endswith(("k_proj.weight", "k_proj.bias")):
-                data = _rope_rows_to_interleaved(data, n_head_kv)
+                data = rope_rows_to_interleaved(data, n_head_kv)
             elif arch == gguf.MODEL_ARCH.GEMMA3 and t.hf_name.endswith("norm.weight"):
                 data = data + 1.0
             yield np.ascontiguousarray(data.numpy().astype(t.dtype, copy=False))
 
 
-def _rope_rows_to_interleaved(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+def rope_rows_to_interleaved(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     """Reorder the output rows of a q/k projection from HF's half-split rotary layout to llama.cpp's
     adjacent-pair layout.
 

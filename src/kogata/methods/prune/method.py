@@ -39,10 +39,10 @@ from typing import Any, Literal
 
 import torch
 
-from ..errors import KogataError
-from ..models.artifact import Artifact
-from . import importance as imp
-from .registry import MethodContext, new_step, register_method
+from kogata.core.errors import KogataError
+from kogata.artifacts.artifact import Artifact
+import kogata.methods.prune.importance as imp
+from kogata.methods.registry import MethodContext, new_step, register_method
 
 WEIGHT_FILES = re.compile(r".*\.safetensors$|^model\.safetensors\.index\.json$|^pytorch_model.*\.bin$")
 LAYER_KEY = re.compile(r"^(model\.layers\.)(\d+)(\..+)$")
@@ -315,8 +315,8 @@ def _take(tensors: dict[str, torch.Tensor], key: str, index: torch.Tensor, dim: 
 
 # ---- shared ----------------------------------------------------------------------------------------------------
 def _calibrate(artifact: Artifact, cfg: Any, ctx: MethodContext) -> tuple[Any, Any, list[torch.Tensor], str]:
-    from ..models.load import load_torch
-    from .vocab import read_texts
+    from kogata.artifacts.load import load_torch
+    from kogata.methods.trim_vocab.method import read_texts
 
     model, tok = load_torch(artifact)
     texts = read_texts(ctx.data) if ctx.data else []

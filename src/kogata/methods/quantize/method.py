@@ -22,14 +22,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import KogataError
-from ..models.artifact import Artifact
-from .registry import MethodContext, new_step, register_method
+from kogata.core.errors import KogataError
+from kogata.artifacts.markers import QUANT_MARKER
+from kogata.artifacts.artifact import Artifact
+from kogata.methods.registry import MethodContext, new_step, register_method
 
 GGUF_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1", "Q3_K_M", "Q2_K")
 TORCH_TYPES = ("int8-dynamic",)
 FLOAT_FILE_TYPES = {0: "F32", 1: "F16", 32: "BF16"}
-QUANT_MARKER = "kogata_quantization.json"
 
 
 @contextlib.contextmanager
@@ -113,7 +113,7 @@ def source_file_type(path: Path) -> str:
 def _gguf_quantize(artifact: Artifact, cfg: QuantizeConfig, ctx: MethodContext) -> Artifact:
     import llama_cpp
 
-    from .. import settings
+    import kogata.core.settings as settings
 
     started = time.time()
     src = artifact.gguf_path

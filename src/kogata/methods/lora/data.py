@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import KogataError
+from kogata.core.errors import KogataError
 
 IGNORE = -100
 TEXT_SUFFIXES = (".txt", ".md")
@@ -203,7 +203,7 @@ class Formatter:
         """What a runtime is given before generating the answer."""
         if self.chat:
             return self.tokenizer.apply_chat_template(self.messages(user), add_generation_prompt=True, tokenize=False)
-        from ..runtimes.torch_runtime import render_plain_chat
+        from kogata.runtimes.torch_runtime import render_plain_chat
 
         return render_plain_chat(self.messages(user))
 

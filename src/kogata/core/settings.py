@@ -22,7 +22,7 @@ def set_threads(n: int | None) -> int:
     global _threads
     if n is not None:
         if n < 1:
-            from .errors import KogataError
+            from kogata.core.errors import KogataError
 
             raise KogataError(f"--threads must be at least 1, got {n}", "pass a positive thread count, e.g. --threads 1")
         _threads = n

@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import KogataError
-from ..models.artifact import Artifact
-from . import vocab_tokenizer as vt
-from .registry import MethodContext, new_step, register_method
+from kogata.core.errors import KogataError
+from kogata.artifacts.artifact import Artifact
+import kogata.methods.trim_vocab.tokenizer as vt
+from kogata.methods.registry import MethodContext, new_step, register_method
 
 UNUSED_TOKEN = re.compile(r"^<unused\d+>$")
 EMBED_TENSOR = re.compile(r"(^|\.)(embed_tokens|lm_head|wte|embed_out|word_embeddings)\.(weight|bias)$")
@@ -76,7 +76,7 @@ class TrimVocabConfig:
     uses_data=True,
 )
 def trim_vocab(artifact: Artifact, cfg: TrimVocabConfig, ctx: MethodContext) -> Artifact:
-    from ..models.load import load_tokenizer
+    from kogata.artifacts.load import load_tokenizer
 
     started = time.time()
     src = artifact.path
@@ -415,7 +415,7 @@ def slice_safetensors(src: Path, dst: Path, kept: np.ndarray, rows: int) -> tupl
 
 
 def _param_counts(artifact: Artifact, folder: Path) -> dict[str, Any]:
-    from ..models.inspect import count_params
+    from kogata.artifacts.inspect import count_params
 
     before = artifact.params or count_params(artifact.path, "hf")
     after = count_params(folder, "hf")

@@ -19,7 +19,7 @@ Training: see :mod:`.train_loop` (packing, held-out split, AdamW with warm-up + 
 artifact holds the weights with the lowest held-out loss. The lineage step records the loss curve
 ``history = [(step, train_loss, eval_loss), …]``.
 
-Distributed / GPU: ``torchrun --nnodes N --nproc-per-node P -m kogata.methods.distill --student DIR --teacher DIR
+Distributed / GPU: ``torchrun --nnodes N --nproc-per-node P -m kogata.methods.distill.method --student DIR --teacher DIR
 --data FILE --out DIR [--steps …]`` (plain folders, no store needed). Each process uses ``cuda:LOCAL_RANK`` when
 CUDA is available (nccl), the CPU otherwise (gloo); ``batch_size`` is per process, the global batch is
 ``batch_size × grad_accum × world size``.
@@ -41,15 +41,15 @@ from typing import Any, Literal
 
 import torch
 
-from ..errors import KogataError
-from ..models.artifact import Artifact
-from . import train_loop as tl
-from .registry import MethodContext, config_dict, new_step, register_method
+from kogata.core.errors import KogataError
+from kogata.artifacts.artifact import Artifact
+import kogata.methods._shared.training as tl
+from kogata.methods.registry import MethodContext, config_dict, new_step, register_method
 
 
 @dataclass
 class DistillConfig:
-    teacher: str = ""  # teacher artifact (name or id); with `python -m kogata.methods.distill`, a folder
+    teacher: str = ""  # teacher artifact (name or id); with `python -m kogata.methods.distill.method`, a folder
     alpha: float = 0.5  # weight of the plain next-token cross-entropy; 1 − alpha goes to the KL term
     temperature: float = 1.0
     kl: Literal["forward", "reverse", "jsd"] = "forward"
@@ -106,13 +106,13 @@ class DistillConfig:
     uses_data=True,
 )
 def distill(artifact: Artifact, cfg: DistillConfig, ctx: MethodContext) -> Artifact:
-    from ..models.load import load_torch
-    from .prune import copy_side_files
-    from .vocab import read_texts
+    from kogata.artifacts.load import load_torch
+    from kogata.methods.prune.method import copy_side_files
+    from kogata.methods.trim_vocab.method import read_texts
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise KogataError("`kogata compress --method distill` runs in one process",
-                          "for several processes use `torchrun ... -m kogata.methods.distill --student DIR --teacher DIR ...`")
+                          "for several processes use `torchrun ... -m kogata.methods.distill.method --student DIR --teacher DIR ...`")
     started = time.time()
     teacher_art = ctx.store.get(cfg.teacher)
     if teacher_art.format != "hf":
@@ -143,7 +143,7 @@ def distill_models(student: Any, load_teacher: Any, tokenizer: Any, load_teacher
                    cfg: DistillConfig, *, student_key: str, teacher_key: str, teacher_layers: list[int] | None,
                    run_root: Path, cache_root: Path, seed: int, log: Any, progress: Any, dist: tl.Dist) -> tuple[Any, dict[str, Any]]:
     """Train ``student`` in place; return it holding the best weights, and the step metrics."""
-    from .. import settings
+    import kogata.core.settings as settings
 
     started = time.time()
     check_tokenizers(tokenizer, load_teacher_tokenizer())
@@ -372,7 +372,7 @@ def teacher_layer_map(student_lineage: list[dict], teacher_lineage: list[dict], 
 
 def _prompts(path: Path) -> list[str]:
     """One prompt per JSONL record (its strings) or per non-empty line of a text file."""
-    from .vocab import read_texts
+    from kogata.methods.trim_vocab.method import read_texts
 
     texts = read_texts([path]) if path.suffix.lower() in (".jsonl", ".json") else path.read_text(encoding="utf-8").splitlines()
     return [t for t in texts if t.strip()]
@@ -391,15 +391,15 @@ def _n_layers_dir(folder: Path) -> int:
 
 
 def _tokenizer(folder: Path) -> Any:
-    from ..models.load import load_tokenizer
+    from kogata.artifacts.load import load_tokenizer
 
     return load_tokenizer(Path(folder))
 
 
-# ---- python -m kogata.methods.distill (plain folders; torchrun/accelerate launch for several processes) ----------
+# ---- python -m kogata.methods.distill.method (plain folders; torchrun/accelerate launch for several processes) ----------
 def folder_key(folder: Path) -> str:
     """An artifact's id when the folder is one, else a content hash of its files."""
-    from ..models.artifact import MANIFEST, content_id, hash_folder
+    from kogata.artifacts.artifact import MANIFEST, content_id, hash_folder
 
     manifest = Path(folder) / MANIFEST
     if manifest.is_file():
@@ -417,13 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     import dataclasses
     import sys
 
-    from .. import settings
-    from ..models.load import load_torch
-    from .prune import copy_side_files
-    from .registry import build_config, get_method
-    from .vocab import read_texts
+    import kogata.core.settings as settings
+    from kogata.artifacts.load import load_torch
+    from kogata.methods.prune.method import copy_side_files
+    from kogata.methods.registry import build_config, get_method
+    from kogata.methods.trim_vocab.method import read_texts
 
-    ap = argparse.ArgumentParser(prog="python -m kogata.methods.distill", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m kogata.methods.distill.method", description=__doc__.split("\n\n")[0])
     ap.add_argument("--student", type=Path, required=True, help="HF folder of the student")
     ap.add_argument("--teacher", type=Path, required=True, help="HF folder of the teacher")
     ap.add_argument("--data", type=Path, action="append", required=True, help="text/JSONL file or folder; repeatable")
@@ -474,6 +474,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # run the package's copy of main(), so that the registry sees one DistillConfig
-    from kogata.methods.distill import main as _main
+    from kogata.methods.distill.method import main as _main
 
     raise SystemExit(_main())

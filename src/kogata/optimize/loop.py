@@ -10,19 +10,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .. import settings
-from ..errors import KogataError
-from ..models.artifact import Artifact
-from ..store import Store
-from .candidates import generate, skip_reason
-from .project import Project
-from .state import SearchState
+import kogata.core.settings as settings
+from kogata.core.errors import KogataError
+from kogata.artifacts.artifact import Artifact
+from kogata.artifacts.store import Store
+from kogata.optimize.candidates import generate, skip_reason
+from kogata.optimize.project import Project
+from kogata.optimize.state import SearchState
 
 FINISHED = ("done", "failed", "skipped")
 
 
 def load_project_suite(project: Project) -> Any:
-    from ..eval.suite import load_suite
+    from kogata.eval.suite import load_suite
 
     ref = project.suite
     local = (project.folder / ref)
@@ -33,8 +33,8 @@ def load_project_suite(project: Project) -> Any:
 
 
 def resolve_base(store: Store, ref: str, log: Callable[[str], None]) -> Artifact:
-    from ..models.catalog import CATALOG
-    from ..models.importer import import_path, pull
+    from kogata.artifacts.catalog import CATALOG
+    from kogata.artifacts.importer import import_path, pull
 
     art = store.find(ref)
     if art is not None:
@@ -48,8 +48,8 @@ def resolve_base(store: Store, ref: str, log: Callable[[str], None]) -> Artifact
 class Search:
     def __init__(self, project: Project, *, store: Store | None = None, executor: Any = None, restart: bool = False,
                  log: Callable[[str], None] = print, on_event: Callable[[str, dict[str, Any]], None] | None = None):
-        from ..eval.cost import load_price
-        from ..eval.kpi import available_metric_names, validate_kpis
+        from kogata.eval.cost import load_price
+        from kogata.eval.kpi import available_metric_names, validate_kpis
 
         self.project = project
         self.store = store or Store()
@@ -104,7 +104,7 @@ class Search:
         args = {"project_path": str(self.project.path), "kogata_home": str(self.store.home), "base_id": self.base.id, "logs": logs}
         executor = self.executor
         if executor is None:
-            from .executor import LocalExecutor
+            from kogata.optimize.executor import LocalExecutor
 
             executor = LocalExecutor()
         while True:
@@ -120,7 +120,7 @@ class Search:
                 if row.position > 0:
                     if baseline_row.status != "done":
                         break
-                    from .candidates import Candidate
+                    from kogata.optimize.candidates import Candidate
 
                     cand = Candidate(**row.candidate)
                     base_bytes = baseline_row.entry["artifact"]["bytes"]
@@ -175,8 +175,8 @@ class Search:
         return out
 
     def _verdict(self, entry: dict[str, Any]) -> dict[str, Any]:
-        from ..eval.cost import estimate_cost
-        from ..eval.kpi import check_kpis, flat_metrics
+        from kogata.eval.cost import estimate_cost
+        from kogata.eval.kpi import check_kpis, flat_metrics
 
         m = (entry.get("efficiency") or {}).get("metrics") or {}
         cost = estimate_cost(m.get("prefill_tok_s"), m.get("decode_tok_s"), self.price)

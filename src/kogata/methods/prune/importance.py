@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..errors import KogataError
+from kogata.core.errors import KogataError
 
 
 def decoder_layers(model: Any) -> Any:

@@ -3,7 +3,7 @@
 Layout::
 
     $KOGATA_HOME/
-      kogata.db              SQLite index (artifacts, runs, search state)
+      kogata.core.db              SQLite index (artifacts, runs, search state)
       artifacts/<id>/        one folder per artifact, holding kogata.json and the model files
       tmp/                   staging folders; an artifact appears under artifacts/ only when complete
 
@@ -25,10 +25,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import settings
-from .db import ArtifactRow, make_engine
-from .errors import KogataError
-from .models.artifact import (
+import kogata.core.settings as settings
+from kogata.core.db import ArtifactRow, make_engine
+from kogata.core.errors import KogataError
+from kogata.artifacts.artifact import (
     FORMATS,
     MANIFEST,
     MANIFEST_VERSION,
@@ -74,7 +74,7 @@ class Staging:
                 step.tool_versions = tool_versions()
             lineage.append(step.to_dict())
         if params is None:
-            from .models.inspect import count_params
+            from kogata.artifacts.inspect import count_params
 
             params = count_params(self.dir, format, model_file)
         manifest: dict[str, Any] = {
@@ -124,7 +124,7 @@ class Store:
                 f"KOGATA_HOME {self.home} is not writable ({exc.strerror or exc})",
                 "set KOGATA_HOME to a folder you can write, e.g. export KOGATA_HOME=$HOME/.kogata",
             ) from None
-        url = os.environ.get("KOGATA_DB_URL") or f"sqlite:///{self.home / 'kogata.db'}"
+        url = os.environ.get("KOGATA_DB_URL") or f"sqlite:///{self.home / 'kogata.core.db'}"
         self.engine = make_engine(url)
         self._clean_stale_staging()
         self._reconcile()

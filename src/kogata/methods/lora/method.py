@@ -23,14 +23,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import KogataError
-from ..models.artifact import Artifact
-from ..store import Store
-from .registry import MethodContext, data_fingerprint, new_step, register_method
+from kogata.core.errors import KogataError
+from kogata.artifacts.markers import ADAPTER_META, ADAPTER_KIND, QUANT_MARKER
+from kogata.artifacts.artifact import Artifact
+from kogata.artifacts.store import Store
+from kogata.methods.registry import MethodContext, data_fingerprint, new_step, register_method
 
-ADAPTER_META = "kogata_adapter.json"
-ADAPTER_KIND = "lora-adapter"
-QUANT_MARKER = "kogata_quantization.json"
 INIT = {"default": True, "gaussian": "gaussian", "random": False}
 # fields that do not change the training trajectory (a checkpoint made under other values still fits)
 _NOT_IN_SIGNATURE = {"steps", "resume", "max_minutes", "save_every", "eval_every", "log_every", "checkpoint_dir"}
@@ -101,8 +99,8 @@ def lora(artifact: Artifact, cfg: LoraMethodConfig, ctx: MethodContext) -> Artif
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from ..models.load import load_torch
-    from .lora_train import Checkpoint, TrainSettings, train
+    from kogata.artifacts.load import load_torch
+    from kogata.methods.lora.train import Checkpoint, TrainSettings, train
 
     _check_trainable_base(artifact)
     started = time.time()
@@ -206,7 +204,7 @@ def lora(artifact: Artifact, cfg: LoraMethodConfig, ctx: MethodContext) -> Artif
 def prepare_examples(tok: Any, cfg: LoraMethodConfig, paths: list[Any], seed: int) -> dict[str, Any]:
     """Read, split (eval_fraction, seeded), format and tokenize the data; pack the training part if asked.
     Raises when the training part is smaller than one batch."""
-    from . import lora_data as ld
+    import kogata.methods.lora.data as ld
 
     fmt = ld.Formatter(tok, system_prompt=cfg.system_prompt, use_chat_template=cfg.use_chat_template)
     records = ld.read_records(paths, prompt_fields=cfg.prompt_field, answer_field=cfg.answer_field)
@@ -258,7 +256,7 @@ def resolve_targets(model: Any, wanted: list[str], artifact: Artifact) -> str | 
 
 
 def _signature(artifact: Artifact, cfg: LoraMethodConfig, ctx: MethodContext) -> str:
-    from .registry import config_dict
+    from kogata.methods.registry import config_dict
 
     trajectory = {k: v for k, v in config_dict(cfg).items() if k not in _NOT_IN_SIGNATURE}
     blob = json.dumps({"base": artifact.id, "data": data_fingerprint(ctx.data), "seed": ctx.seed, "cfg": trajectory}, sort_keys=True)
@@ -316,7 +314,7 @@ def load_adapter_model(adapter: Artifact, base: Artifact) -> tuple[Any, Any]:
     """(peft model with the adapter on its base, tokenizer) in eval mode, float32."""
     from peft import PeftModel
 
-    from ..models.load import load_torch
+    from kogata.artifacts.load import load_torch
 
     model, tok = load_torch(base)
     pm = PeftModel.from_pretrained(model, str(adapter.path), is_trainable=False)
@@ -370,4 +368,3 @@ def merge(artifact: Artifact, cfg: MergeConfig, ctx: MethodContext) -> Artifact:
         )
 
 
-from . import lora_gguf as _lora_gguf  # noqa: E402,F401  (registers export-lora-gguf)

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import KogataError
-from .importance import pack_ids
+from kogata.core.errors import KogataError
+from kogata.methods.prune.importance import pack_ids
 
 
 # ---- data ------------------------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import KogataError
-from .lora_data import IGNORE, BatchSchedule, Example, collate
+from kogata.core.errors import KogataError
+from kogata.methods.lora.data import IGNORE, BatchSchedule, Example, collate
 
 Log = Callable[[str], None]
 

@@ -9,11 +9,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import KogataError
-from ..store import Store
-from .artifact import Artifact, LineageStep
-from .catalog import catalog_entry, ensure_installed
-from .inspect import inspect_path
+from kogata.core.errors import KogataError
+from kogata.artifacts.store import Store
+from kogata.artifacts.artifact import Artifact, LineageStep
+from kogata.artifacts.catalog import catalog_entry, ensure_installed
+from kogata.artifacts.inspect import inspect_path
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Files worth keeping from a HF folder (weights are safetensors; pickles only when converted)
@@ -142,7 +142,7 @@ def convert_gguf_to_hf(store: Store, gguf_art: Artifact, *, name: str | None = N
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .load import load_torch
+    from kogata.artifacts.load import load_torch
 
     started = time.time()
     model, tokenizer = load_torch(gguf_art, dtype="float32")

@@ -23,9 +23,9 @@ from typing import Literal
 import gguf
 import numpy as np
 
-from ..errors import KogataError
-from ..models.artifact import Artifact
-from .registry import MethodContext, new_step, register_method
+from kogata.core.errors import KogataError
+from kogata.artifacts.artifact import Artifact
+from kogata.methods.registry import MethodContext, new_step, register_method
 
 _DTYPES = {"f32": np.float32, "f16": np.float16}
 
@@ -42,7 +42,7 @@ class ExportLoraGGUFConfig:
     summary="LoRA adapter → GGUF LoRA adapter for llama.cpp (Llama(..., lora_path=...)) without merging",
 )
 def export_lora_gguf(artifact: Artifact, cfg: ExportLoraGGUFConfig, ctx: MethodContext) -> Artifact:
-    from .lora import ADAPTER_KIND, ADAPTER_META, adapter_meta
+    from kogata.methods.lora.method import ADAPTER_KIND, ADAPTER_META, adapter_meta
 
     started = time.time()
     meta = adapter_meta(artifact)
@@ -75,13 +75,13 @@ def write_lora_gguf(adapter_dir: Path, base_dir: Path, out_file: Path, out_type:
     import torch
     from safetensors.torch import load_file
 
-    from .gguf_export import _ARCHES, _gguf_name, _read_config, _rope_rows_to_interleaved
+    from kogata.methods.gguf.writer import ARCHES, gguf_tensor_name, read_config, rope_rows_to_interleaved
 
-    config = _read_config(Path(base_dir))
+    config = read_config(Path(base_dir))
     model_type = config.get("model_type")
-    if model_type not in _ARCHES:
-        raise KogataError(f"cannot export a LoRA adapter for model_type {model_type!r} to GGUF", f"supported: {', '.join(sorted(_ARCHES))}")
-    arch = _ARCHES[model_type]
+    if model_type not in ARCHES:
+        raise KogataError(f"cannot export a LoRA adapter for model_type {model_type!r} to GGUF", f"supported: {', '.join(sorted(ARCHES))}")
+    arch = ARCHES[model_type]
     conf = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
     if conf.get("use_rslora") or conf.get("use_dora") or conf.get("rank_pattern") or conf.get("alpha_pattern"):
         raise KogataError("this adapter uses rsLoRA/DoRA or per-module ranks, which the GGUF LoRA export does not support", "merge it instead")
@@ -110,10 +110,10 @@ def write_lora_gguf(adapter_dir: Path, base_dir: Path, out_file: Path, out_type:
             raise KogataError(f"adapter for {module} lacks its lora_{'A' if 'a' not in ab else 'B'} matrix", "the adapter file is incomplete")
         a, b = ab["a"], ab["b"]
         if arch == gguf.MODEL_ARCH.LLAMA and module.endswith("q_proj"):
-            b = _rope_rows_to_interleaved(b, n_head)
+            b = rope_rows_to_interleaved(b, n_head)
         elif arch == gguf.MODEL_ARCH.LLAMA and module.endswith("k_proj"):
-            b = _rope_rows_to_interleaved(b, n_head_kv)
-        base_name = _gguf_name(name_map, module + ".weight", arch)
+            b = rope_rows_to_interleaved(b, n_head_kv)
+        base_name = gguf_tensor_name(name_map, module + ".weight", arch)
         for suffix, t in ((".lora_a", a), (".lora_b", b)):
             writer.add_tensor(base_name + suffix, np.ascontiguousarray(t.numpy().astype(_DTYPES[out_type])))
             n_params += t.numel()

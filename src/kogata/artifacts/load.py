@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .. import settings
-from ..errors import KogataError
-from .artifact import Artifact
-from .inspect import inspect_path
+import kogata.core.settings as settings
+from kogata.core.errors import KogataError
+from kogata.artifacts.artifact import Artifact
+from kogata.artifacts.inspect import inspect_path
 
 DTYPES = ("float32", "bfloat16", "float16")
 

@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import KogataError
+from kogata.core.errors import KogataError
 
 BYTE_LEVEL = "byte-level"
 BYTE_FALLBACK = "byte-fallback"

@@ -10,8 +10,8 @@ import html
 from pathlib import Path
 from typing import Any
 
-from ..report.format import mib as _mib_number
-from ..report.format import money, num, pct
+from kogata.report.format import mib as _mib_number
+from kogata.report.format import money, num, pct
 
 T = {
     "en": {
@@ -231,7 +231,7 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def write(results: dict[str, Any], folder: Path) -> dict[str, Path]:
-    from ..report import render_html as render_details
+    from kogata.report import render_html as render_details
 
     folder = Path(folder)
     paths = {"html": folder / "report.html", "markdown": folder / "summary.md", "details": folder / "details.html"}

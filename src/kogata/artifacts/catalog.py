@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import KogataError
+from kogata.core.errors import KogataError
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from ..models.artifact import Artifact
-from .registry import MethodContext, new_step, register_method
+from kogata.artifacts.artifact import Artifact
+from kogata.methods.registry import MethodContext, new_step, register_method
 
 
 @dataclass
@@ -17,7 +17,7 @@ class ExportGGUFConfig:
 
 @register_method("export-gguf", ExportGGUFConfig, input_formats=("hf",), summary="HF safetensors → GGUF (F32/F16) for llama.cpp")
 def export_gguf(artifact: Artifact, cfg: ExportGGUFConfig, ctx: MethodContext) -> Artifact:
-    from .gguf_export import export_hf_to_gguf
+    from kogata.methods.gguf.writer import export_hf_to_gguf
 
     started = time.time()
     with ctx.store.stage() as st:

@@ -1,0 +1,1 @@
+"""The bottom layer: errors, settings (threads, home), the database and atomic file publishing."""

@@ -1,0 +1,1 @@
+"""Code shared by several method families (training loop, HF folder helpers)."""
