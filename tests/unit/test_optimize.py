@@ -6,13 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
+from kogata.artifacts.store import Store
 from kogata.optimize.candidates import Candidate, skip_reason
 from kogata.optimize.decide import decide, pareto_front
-from kogata.artifacts.store import Store
 from tests.cli_helpers import run_cli
 from tests.tiny_project import make_project
 
@@ -57,30 +56,38 @@ def test_nothing_passes_names_the_closest_miss(kogata_home, tmp_path, capsys, mo
 
 
 def test_kill_and_rerun_resumes_without_redoing(kogata_home, tmp_path):
+    # No polling race: the CLI prints one line per event when stderr is not a terminal, written right after
+    # the state row is committed; we block on that line (bounded) and kill -9 the moment it appears.
+    import threading
+
     project = make_project(tmp_path / "p", quantize="[Q4_0, Q8_0]", kpis="kpis: {min: {intent.acc: 0.99}}")
     env = {**os.environ, "KOGATA_HOME": str(kogata_home)}
     cmd = [sys.executable, "-m", "kogata", "optimize", str(project)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    from kogata.optimize.state import CandidateRow
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    baseline_done = threading.Event()
+
+    def watch() -> None:
+        for line in proc.stderr:
+            if line.startswith("✓ baseline (float)"):
+                proc.kill()  # kill -9 right after the baseline finished
+                baseline_done.set()
+                return
+
+    reader = threading.Thread(target=watch, daemon=True)
+    reader.start()
+    finished = baseline_done.wait(timeout=300)
+    if not finished:
+        proc.kill()
+    proc.wait(timeout=60)
+    assert finished, "the baseline never finished"
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    deadline = time.time() + 300
-    done_before = []
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-        try:
-            with Session(Store().engine) as s:
-                done_before = [r.key for r in s.execute(select(CandidateRow)).scalars() if r.status == "done"]
-        except Exception:  # noqa: BLE001 - tables may not exist yet
-            continue
-        if done_before:
-            proc.kill()  # kill -9 right after the baseline finished
-            break
-    proc.wait()
-    assert done_before, "the baseline never finished"
+    from kogata.optimize.state import CandidateRow
+
     with Session(Store().engine) as s:
         before = {r.key: r.duration_s for r in s.execute(select(CandidateRow)).scalars() if r.status == "done"}
+    assert before, "the baseline row was not committed before its event"
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "resuming" in out.stderr
@@ -89,6 +96,28 @@ def test_kill_and_rerun_resumes_without_redoing(kogata_home, tmp_path):
     for key, duration in before.items():
         assert rows[key].duration_s == duration  # finished candidates were not redone
     assert all(r.status in ("done", "skipped") for r in rows.values())
+
+
+def test_screening_then_confirming_finalists_on_all_items(kogata_home, tmp_path, capsys, monkeypatch):
+    # screen on 2 items per task, confirm on all 3: the baseline and the pick are confirmed, the decision
+    # carries the non-inferiority verdicts, and the paired test pairs the screened items with the confirmed ones
+    project = make_project(tmp_path / "p", quantize="[Q8_0]", extra="screen_items: 2\nquality_margins: {intent: 0.5, faq: 0.5, docs: 0.5}\n")
+    code, out, err = run_cli(capsys, monkeypatch, "optimize", str(project))
+    assert code == 0, err
+    res = json.loads((tmp_path / "p" / "kogata-report" / "results.json").read_text())
+    assert res["settings"]["screen_items"] == 2 and res["settings"]["limit"] == 3
+    assert res["machine"]["contention"]["threads_used"] >= 1
+    base, q8 = res["entries"]
+    assert base["confirmed"] is True and base["quality"]["faq"]["n"] == base["quality"]["intent"]["n"] == 3
+    assert base["screen_quality"]["faq"]["n"] == base["screen_quality"]["intent"]["n"] == 2
+    dec = res["optimize"]["decision"]
+    gate = dec["quality_gates"][q8["key"]]
+    assert {t["task"] for t in gate["tasks"]} == {"faq", "intent", "docs"}
+    assert all(t["margin"] == 0.5 and t["method"] == "paired" for t in gate["tasks"])
+    if dec["recommended"] == q8["key"]:
+        assert q8["confirmed"] is True and gate["verdict"] == "kept"
+    else:
+        assert gate["verdict"] != "kept" or q8["verdict"] != "PASS"
 
 
 def test_store_edited_by_hand_is_reported(kogata_home, tmp_path, capsys, monkeypatch):
@@ -132,7 +161,7 @@ def test_impossible_parameters(kogata_home, tmp_path, capsys, monkeypatch):
 
 
 def test_budget_too_small_for_the_baseline(kogata_home, tmp_path, capsys, monkeypatch):
-    project = make_project(tmp_path / "p", budget=0.01)
+    project = make_project(tmp_path / "p", budget=0.0001)  # 6 ms: no baseline (subprocess probe included) is that fast
     code, _, err = run_cli(capsys, monkeypatch, "optimize", str(project))
     assert code == 2 and "baseline alone took" in _err(err)
 

@@ -141,3 +141,81 @@ def test_busy_machine_and_localised_price_description():
     en["entries"][1]["efficiency"]["load_avg"] = {"before": 5.0, "after": 2.1}
     assert "was busy while speed was measured (small-model · llamacpp" in render_html(en)
     assert "⚠" in render_markdown(en)
+
+
+# ---- the optimize report: same templates, same catalog ---------------------------------------------
+def optimize_results(language="en"):
+    from kogata.optimize.decide import decide
+
+    res = fake_results(language)
+    res["entries"] = res["entries"][:2]
+    for e, label, scores in zip(res["entries"], ("baseline (float)", "Q4_0"), ([1, 0, 1, 1, 0, 1, 1, 0, 1, 1], [0, 1, 1, 1, 0, 1, 1, 0, 1, 1])):
+        e["candidate"] = {"key": e["key"], "label": label, "family": "quantize", "steps": []}
+        e["quality"]["faq"]["per_item"] = {"id": [f"q{i}" for i in range(10)], "f1": scores}
+    res["entries"][1]["kpi"] = check_kpis({"max": {"latency_p95_ms": 2000}}, res["entries"][1]["metrics"])
+    res["entries"][1]["verdict"] = "PASS"
+    res["machine"] = {"cpu": "Test CPU 3000", "usable_cores": 2,
+                      "contention": {"contended": True, "busy_cores": 1.9, "usable_cores": 2, "threads_used": 1, "threads_requested": 2}}
+    res["settings"]["screen_items"] = 5
+    res["optimize"] = {
+        "run_id": "r1",
+        "project": {"path": "/p/kogata.yaml", "name": "tiny", "base": "base-model", "suite": "tiny-suite", "runtime": "llamacpp",
+                    "threads": 2, "language": language},
+        "candidates": [{"key": e["key"], "label": e["candidate"]["label"], "status": "done", "reason": None, "entry": e["key"]}
+                       for e in res["entries"]] + [{"key": "q8", "label": "Q8_0", "status": "skipped", "reason": None, "entry": None}],
+        "decision": decide(res["entries"], res["baseline"]),
+    }
+    return res
+
+
+def _visible_text(html):
+    """The words a reader sees, without scripts, styles and code (commands and artifact names are not UI text)."""
+    html = re.sub(r"<(script|pre|code)\b.*?</\1>", " ", html, flags=re.S)
+    html = re.sub(r"<style.*?</style>", " ", html, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+def test_catalogs_have_the_same_keys():
+    from kogata.report.i18n import STRINGS
+
+    assert set(STRINGS["en"]) == set(STRINGS["ja"]) and len(STRINGS["en"]) > 100
+    assert {k for k, v in STRINGS["ja"].items() if v == STRINGS["en"][k] and re.search(r"[a-z]{4,}", v)} <= {"prefill", "decode"} | {
+        k for k in STRINGS["en"] if k.startswith(("cpu", "os", "opt_verdict", "opt_gate", "unknown"))}
+
+
+def test_japanese_optimize_report_has_no_english_ui_strings():
+    from kogata.report.i18n import STRINGS
+    from kogata.report.optimize import render_html, render_markdown
+
+    res = optimize_results("ja")
+    dec = res["optimize"]["decision"]
+    # Q4_0 passes the KPIs, but on 10 items it cannot be told from the baseline: the baseline stays the pick
+    assert dec["recommended"] == res["baseline"] and [n["key"] for n in dec["notes"]] == ["note_needs_items"], dec["notes"]
+    html, md = render_html(res), render_markdown(res)
+    text = _visible_text(html)
+    md = re.sub(r"```.*?```|`[^`]*`", " ", md, flags=re.S)
+    assert 'lang="ja"' in html and "推奨モデル" in html and "件数が足りません" in text and "混雑" in text
+    for key, en in STRINGS["en"].items():
+        if STRINGS["ja"][key] == en:
+            continue
+        for part in re.split(r"\{[^}]*\}", en):  # the literal pieces of each English string
+            part = part.strip(" .,:;()[]·—-")
+            if len(part) >= 6 and re.search(r"[A-Za-z]{4}", part):
+                assert part not in text, (key, part)
+                assert part not in md, (key, part)
+    for word in ("threads", "suite", "% short", "try a gentler", "Measured on"):  # the English seen in earlier ja reports
+        pattern = rf"(?<![-\w]){re.escape(word)}(?![-\w])"  # "tiny-suite" is the suite's name, not UI text
+        assert not re.search(pattern, text) and not re.search(pattern, md), word
+
+
+def test_optimize_report_machine_and_money_axis():
+    from kogata.report.optimize import render_html, render_markdown
+
+    res = optimize_results("en")
+    html = render_html(res)
+    assert "Measured on: Test CPU 3000" in _visible_text(html).replace("  ", " ")
+    assert '"tickprefix":"\\u00a5"' in html and '"tickformat":",.0f"' in html  # "¥17,361", not "17.3605k"
+    res["machine"] = {}
+    md = render_markdown(res)
+    assert "Measured on: —" in md and "Measured on: ," not in md
+    assert "interval of the difference" in md and "more items" in md

@@ -9,8 +9,8 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from kogata.core.errors import KogataError
 from kogata.cli.common import console, err_console, log
+from kogata.core.errors import KogataError
 
 
 def register(app: typer.Typer) -> None:
@@ -68,6 +68,8 @@ class _Display:
             self.lines.append(f"[green]✓[/] {data['label']}: {e['artifact']['name']} ({e['artifact']['bytes'] / 2**20:.0f} MiB)")
             if m:
                 self.best = data["label"]
+        elif kind == "confirmed":
+            self.lines.append(f"[green]✓[/] {data['label']}: confirmed on all items")
         elif kind in ("failed", "skipped"):
             self.done += kind == "failed"
             mark = "[red]✗[/]" if kind == "failed" else "[dim]–[/]"
@@ -92,9 +94,9 @@ def optimize(
 ) -> None:
     """Find the cheapest model that meets the suite's KPIs, and write the evidence (report.html, summary.md)."""
     from kogata.optimize.assemble import assemble
-    from kogata.optimize.project import load_project
-    from kogata.optimize.publish import publish
     from kogata.optimize.loop import Search, project_run_folder
+    from kogata.optimize.project import load_project
+    from kogata.report.publish import publish_optimize
 
     project = load_project(project_file)
     if executor not in ("local", "ray"):
@@ -120,7 +122,7 @@ def optimize(
             for line in display.lines:
                 err_console.print(line, highlight=False)
     results = assemble(search)
-    folder = publish(results, out or project_run_folder(project))
+    folder = publish_optimize(results, out or project_run_folder(project))
     dec = results["optimize"]["decision"] or {}
     rec = dec.get("recommended")
     if rec:

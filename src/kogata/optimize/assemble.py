@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from kogata import __version__
@@ -10,9 +10,8 @@ from kogata.optimize.decide import decide
 
 
 def assemble(search: Any) -> dict[str, Any]:
-    from kogata.eval.cost import add_savings, estimate_cost
     from kogata.eval.efficiency import library_versions, machine_info
-    from kogata.eval.kpi import check_kpis, flat_metrics
+    from kogata.eval.results import score_entries
     from kogata.eval.run import SCHEMA_VERSION, suite_record
 
     rows = search.state.rows()
@@ -26,38 +25,31 @@ def assemble(search: Any) -> dict[str, Any]:
             entries.append(e)
             rec["entry"] = e["key"]
         candidates.append(rec)
-    costs = {}
-    for e in entries:
-        m = (e.get("efficiency") or {}).get("metrics") or {}
-        costs[e["key"]] = estimate_cost(m.get("prefill_tok_s"), m.get("decode_tok_s"), search.price)
     baseline_key = entries[0]["key"] if entries and rows[0].status == "done" else None
-    add_savings(costs, baseline_key)
-    for e in entries:
-        e["cost"] = costs[e["key"]]
-        e["metrics"] = flat_metrics(e.get("quality"), e.get("efficiency"), e["cost"])
-        e["kpi"] = check_kpis(search.suite.kpis, e["metrics"])
-        e["verdict"] = "ERROR" if e.get("status") == "error" else e["kpi"]["verdict"]
+    score_entries(entries, search.suite.kpis, search.price, baseline_key)
     project = search.project
     run = search.state.run()
     return {
         "schema_version": SCHEMA_VERSION,
         "kogata_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": run.elapsed_s,
         "suite": suite_record(search.suite),
-        "settings": {"limit": project.limit, "threads": project.threads, "runtimes": [project.runtime], "runtime_options": {}, "skipped": []},
+        "settings": {"limit": project.limit, "screen_items": project.screen_limit, "threads": search.threads,
+                     "runtimes": [project.runtime], "runtime_options": {}, "skipped": []},
         "price": search.price.to_dict(),
         "baseline": baseline_key,
-        "machine": machine_info(),
+        "machine": {**machine_info(), "contention": search.contention},
         "versions": library_versions(),
         "entries": entries,
         "optimize": {
             "run_id": search.run_id,
             "project": {"path": str(project.path), "name": project.name, "base": project.base, "base_id": search.base.id,
                         "suite": project.suite, "runtime": project.runtime, "threads": project.threads,
-                        "budget_minutes": project.budget_minutes, "limit": project.limit, "language": project.language,
+                        "threads_used": search.threads, "budget_minutes": project.budget_minutes, "limit": project.limit,
+                        "screen_items": project.screen_limit, "quality_margins": project.quality_margins, "language": project.language,
                         "data": [str(d) for d in project.data], "sha256": project.sha256},
             "candidates": candidates,
-            "decision": decide(entries, baseline_key) if baseline_key else None,
+            "decision": decide(entries, baseline_key, project.quality_margins) if baseline_key else None,
         },
     }

@@ -15,6 +15,7 @@ BITS = {"F32": 32.0, "F16": 16.0, "Q8_0": 8.5, "Q6_K": 6.6, "Q5_K_M": 5.7, "Q5_K
         "Q4_K_M": 4.9, "Q4_K_S": 4.6, "Q4_0": 4.5, "Q3_K_M": 3.9, "Q2_K": 2.6, "int8-dynamic": 8.0, "FP32": 32.0}
 # Rough time to build each family before its evaluation (seconds), for budget checks
 BUILD_S = {"baseline": 30, "quantize": 20, "trim": 90, "lora": 120, "prune": 120}
+BASELINE_LABEL = "baseline (float)"  # reports show it in their own language
 EFFORT = {"baseline": 0, "quantize": 1, "trim": 2, "lora": 3, "prune": 4}
 
 
@@ -66,7 +67,7 @@ def generate(project: Project) -> list[Candidate]:
     def quant_step(q: str) -> dict[str, Any]:
         return {"method": "quantize", "params": {"type": q}}
 
-    out = [Candidate("baseline (float)", "baseline", to_runtime, "F32")]
+    out = [Candidate(BASELINE_LABEL, "baseline", to_runtime, "F32")]
     out += [Candidate(q, "quantize", to_runtime + [quant_step(q)], q) for q in quants]
     have_data = bool(project.data)
     if _enabled(s.trim_vocab, have_data):

@@ -1,25 +1,18 @@
 """The decision: Pareto front over quality, latency, memory and cost; the cheapest candidate that passes
-every KPI, with its margins and quality deltas; or, when nothing passes, the closest miss and what to try."""
+every KPI *and* keeps the baseline's quality (a non-inferiority test on the paired difference, see
+:mod:`kogata.optimize.noninferiority`), with its margins and quality deltas; or, when nothing passes, the
+closest miss and what to try. Anything a reader must know (thin evidence, unconfirmed finalists) goes into
+``notes`` as ``{"key", "params"}`` that the report renders through its en/ja catalog."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-PRIMARY = {"generate": ("f1", "rouge_l", "accuracy", "exact_match"), "multiple_choice": ("acc", "acc_norm"),
-           "perplexity": ("bits_per_byte",)}
-LOWER_IS_BETTER = {"bits_per_byte", "token_perplexity", "word_perplexity"}
+from kogata.eval.metrics import lower_is_better
+from kogata.optimize.noninferiority import metric_value, primary_metric, quality_gate
+
 OBJECTIVES = (("quality_kept", +1), ("latency_p95_ms", -1), ("peak_rss_mb", -1), ("compute_cost_per_month", -1))
-
-
-def primary_metric(task: dict[str, Any]) -> str | None:
-    metrics = task.get("metrics") or {}
-    return next((m for m in PRIMARY.get(task.get("type", ""), ()) if m in metrics), next(iter(metrics), None))
-
-
-def _value(task: dict[str, Any], metric: str) -> float | None:
-    v = (task.get("metrics") or {}).get(metric)
-    return v.get("value") if isinstance(v, dict) else v
 
 
 def quality_kept(entry: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float]:
@@ -30,10 +23,10 @@ def quality_kept(entry: dict[str, Any], baseline: dict[str, Any]) -> dict[str, f
         metric = primary_metric(task)
         if base_task is None or metric is None:
             continue
-        v, b = _value(task, metric), _value(base_task, metric)
-        if v is None or b is None or not math.isfinite(v) or not math.isfinite(b):
+        v, b = metric_value(task, metric), metric_value(base_task, metric)
+        if v is None or b is None:
             continue
-        if metric in LOWER_IS_BETTER:
+        if lower_is_better(metric):
             out[name] = b / v if v > 0 else 0.0
         else:
             out[name] = v / b if b > 0 else (1.0 if v >= b else 0.0)
@@ -53,7 +46,7 @@ def quality_deltas(entry: dict[str, Any], baseline: dict[str, Any]) -> list[dict
             delta = val["value"] - bval["value"]
             rows.append({"task": name, "metric": metric, "baseline": bval["value"], "value": val["value"], "delta": delta,
                          "ci_low": delta - 1.96 * se, "ci_high": delta + 1.96 * se,
-                         "better": (delta < 0) if metric in LOWER_IS_BETTER else (delta > 0)})
+                         "better": (delta < 0) if lower_is_better(metric) else (delta > 0)})
     return rows
 
 
@@ -101,41 +94,75 @@ def cheapest(passing: list[dict[str, Any]], tie: float = 0.05) -> dict[str, Any]
     return min(close, key=lambda e: (e["artifact"].get("bytes") or float("inf"), _cost_key(e)))
 
 
-def decide(entries: list[dict[str, Any]], baseline_key: str) -> dict[str, Any]:
+def label(e: dict[str, Any]) -> str:
+    return (e.get("candidate") or {}).get("label") or e["artifact"].get("name") or e["key"]
+
+
+def _evidence_notes(entries: list[dict[str, Any]], gates: dict[str, dict[str, Any]], best: dict[str, Any] | None,
+                    baseline: dict[str, Any]) -> list[dict[str, Any]]:
+    """Notes for KPI-passing candidates the quality test could not settle (or found worse), cheaper than the pick."""
+    notes = []
+    other = label(best) if best is not None else label(baseline)
+    for e in entries:
+        if e is best or e["key"] == baseline["key"] or e.get("verdict") != "PASS" or e["key"] not in gates:
+            continue
+        if best is not None and _cost_key(e) > _cost_key(best) and (e["artifact"].get("bytes") or 0) >= (best["artifact"].get("bytes") or 0):
+            continue  # dearer and no smaller than the pick: nothing to regret
+        for t in gates[e["key"]]["tasks"]:
+            p = {"candidate": label(e), "other": other, "task": t["task"], "metric": t["metric"], "n": t["n"],
+                 "low": round(t["ci_low"], 4), "high": round(t["ci_high"], 4), "margin": t["margin"], "relative": t["relative"]}
+            if t["verdict"] == "unclear" and t.get("items_needed"):
+                notes.append({"key": "note_needs_items", "params": {**p, "needed": t["items_needed"], "more": t["items_needed"] - t["n"]}})
+            elif t["verdict"] == "unclear":
+                notes.append({"key": "note_cannot_show_kept", "params": p})
+            elif t["verdict"] == "worse":
+                notes.append({"key": "note_quality_lost", "params": p})
+    return notes
+
+
+def decide(entries: list[dict[str, Any]], baseline_key: str, margins: dict[str, float] | None = None) -> dict[str, Any]:
     by_key = {e["key"]: e for e in entries}
     baseline = by_key[baseline_key]
-    points = {k: objectives(e, baseline) for k, e in by_key.items() if e.get("status") == "ok"}
+    ok = {k: e for k, e in by_key.items() if e.get("status") == "ok"}
+    points = {k: objectives(e, baseline) for k, e in ok.items()}
+    gates = {k: quality_gate(e, baseline, margins) for k, e in ok.items()}
     front = pareto_front(points)
-    passing = [e for e in entries if e.get("verdict") == "PASS"]
-    decision: dict[str, Any] = {"baseline": baseline_key, "pareto": front, "objectives": points, "recommended": None}
-    if passing:
-        best = cheapest(passing)
+    passing = [e for e in entries if e.get("verdict") == "PASS" and gates.get(e["key"], {}).get("verdict") == "kept"]
+    decision: dict[str, Any] = {"baseline": baseline_key, "pareto": front, "objectives": points, "recommended": None,
+                                "quality_gates": gates, "margins_used": margins or {}, "notes": []}
+    best = cheapest(passing) if passing else None
+    decision["notes"] = _evidence_notes(entries, gates, best, baseline)
+    if best is not None:
         decision["recommended"] = best["key"]
         decision["margins"] = best["kpi"]["gates"]
         decision["quality_deltas"] = quality_deltas(best, baseline)
         decision["quality_kept"] = quality_kept(best, baseline)
         kept = decision["quality_kept"]
         decision["risks"] = sorted(({"task": t, "kept": v} for t, v in kept.items() if v < 0.98), key=lambda r: r["kept"])
+        if best.get("confirmed") is False:
+            n = max((t.get("n") or 0 for t in (best.get("quality") or {}).values()), default=0)
+            decision["notes"].append({"key": "note_not_confirmed", "params": {"candidate": label(best), "n": n}})
         return decision
     misses = []
     for e in entries:
         for g in (e.get("kpi") or {}).get("gates", []):
             if not g["pass"] and g.get("margin_pct") is not None:
-                misses.append({"entry": e["key"], "metric": g["metric"], "op": g["op"], "threshold": g["threshold"],
-                               "value": g["value"], "short_pct": -g["margin_pct"]})
+                misses.append({"entry": e["key"], "label": label(e), "metric": g["metric"], "op": g["op"],
+                               "threshold": g["threshold"], "value": g["value"], "short_pct": -g["margin_pct"]})
     closest = min(misses, key=lambda m: m["short_pct"]) if misses else None
     decision["closest_miss"] = closest
-    decision["next_steps"] = next_steps(closest)
+    decision["next_steps"] = next_steps(closest, any(n["key"] == "note_needs_items" for n in decision["notes"]))
     return decision
 
 
-def next_steps(miss: dict[str, Any] | None) -> list[str]:
+def next_steps(miss: dict[str, Any] | None, thin_evidence: bool = False) -> list[dict[str, Any]]:
+    """What to try next, as catalog keys with parameters (the report words them in the project's language)."""
+    steps: list[dict[str, Any]] = []
+    if thin_evidence:
+        steps.append({"key": "next_more_items", "params": {}})
     if miss is None:
-        return ["no candidate was measured: check the errors in the candidate table"]
-    metric = miss["metric"]
-    if "." in metric:  # a quality gate
-        return ["try a gentler quantization (Q8_0) or keep more layers",
-                "add LoRA fine-tuning on your own examples (search.lora) or distillation time",
-                f"or check whether the KPI {metric} {miss['op']} {miss['threshold']} is realistic for this model size"]
-    return ["try harder compression (Q4_K_M / Q4_0, trim-vocab on your data, prune_depth)",
-            "measure with more threads, or relax the KPI if the business allows"]
+        return steps or [{"key": "next_check_errors", "params": {}}]
+    if "." in miss["metric"]:  # a quality gate
+        return steps + [{"key": "next_gentler", "params": {}}, {"key": "next_finetune", "params": {}},
+                        {"key": "next_check_kpi", "params": {"metric": miss["metric"], "op": miss["op"], "threshold": miss["threshold"]}}]
+    return steps + [{"key": "next_harder", "params": {}}, {"key": "next_threads", "params": {}}]

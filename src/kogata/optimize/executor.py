@@ -16,20 +16,23 @@ from kogata.core.errors import KogataError
 
 
 def build_and_evaluate(project_path: str, cand: dict[str, Any], kogata_home: str, base_id: str,
-                       logs: str, on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Build the candidate's recipe from the base artifact, evaluate the result on the project's runtime."""
+                       logs: str, on_stage: Callable[[str], None] | None = None, threads: int | None = None,
+                       limit: int | None = None) -> dict[str, Any]:
+    """Build the candidate's recipe from the base artifact, evaluate the result on the project's runtime
+    (quality on ``limit`` items per task, speed with ``threads``; the project's values when None)."""
     os.environ["KOGATA_HOME"] = kogata_home
     import kogata.core.settings as settings
-    from kogata.eval.run import EvalProgress, _run_entry
+    from kogata.artifacts.store import Store
+    from kogata.eval.run import EvalProgress, run_entry
     from kogata.methods.recipe import run_recipe
     from kogata.methods.registry import MethodContext
-    from kogata.artifacts.store import Store
-    from kogata.optimize.project import load_project
     from kogata.optimize.loop import load_project_suite
+    from kogata.optimize.project import load_project
 
     stage = on_stage or (lambda s: None)
     project = load_project(Path(project_path))
-    settings.set_threads(project.threads)
+    threads = threads or project.threads
+    settings.set_threads(threads)
     store = Store()
     base = store.get(base_id)
     started = time.time()
@@ -50,10 +53,33 @@ def build_and_evaluate(project_path: str, cand: dict[str, Any], kogata_home: str
 
     suite = load_project_suite(project)
     Path(logs).mkdir(parents=True, exist_ok=True)
-    entry = _run_entry(artifact, project.runtime, suite, limit=project.limit, threads=project.threads, options={},
+    entry = run_entry(artifact, project.runtime, suite, limit=limit if limit is not None else project.limit, threads=threads, options={},
                        logs=Path(logs), progress=_Progress())
     entry["timings"]["build_s"] = build_s
     return {"artifact_id": artifact.id, "artifact_ids": [a.id for a in produced], "entry": entry}
+
+
+def confirm_quality(project_path: str, artifact_id: str, kogata_home: str, threads: int, limit: int | None,
+                    on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Quality only, on ``limit`` items per task (the finalists' confirmation; speed was measured already)."""
+    os.environ["KOGATA_HOME"] = kogata_home
+    import kogata.core.settings as settings
+    from kogata.artifacts.store import Store
+    from kogata.eval.quality import evaluate_quality
+    from kogata.optimize.loop import load_project_suite
+    from kogata.optimize.project import load_project
+    from kogata.runtimes import open_runtime
+
+    stage = on_stage or (lambda s: None)
+    project = load_project(Path(project_path))
+    settings.set_threads(threads)
+    artifact = Store().get(artifact_id)
+    suite = load_project_suite(project)
+    rt = open_runtime(project.runtime, artifact)
+    try:
+        return evaluate_quality(rt, suite, limit=limit, progress=lambda task, done, total: stage(f"confirming {task} {done}/{total}"))
+    finally:
+        rt.close()
 
 
 class LocalExecutor:

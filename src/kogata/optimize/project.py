@@ -23,9 +23,12 @@ PROJECT_KEYS = {
     "price": "price profile name or mapping (overrides the suite's)",
     "data": "your domain texts (files/folders) for trimming, distillation and LoRA",
     "budget_minutes": "time budget for the whole search",
-    "limit": "items per task while searching (null = all)",
+    "limit": "items per task for the final comparison (null = all); finalists are confirmed on these",
+    "screen_items": "items per task while screening candidates (null = 10, or limit when smaller)",
+    "quality_margins": "non-inferiority margin per task (or task.metric): absolute for scores (default 0.05), relative for bits/byte (default 0.02)",
     "search": "which methods and parameter ranges to consider",
 }
+SCREEN_DEFAULT = 10
 SEARCH_KEYS = {
     "quantize": "GGUF types to try (llamacpp) — e.g. [Q4_K_M, Q4_0, Q8_0]; torch: [int8-dynamic]",
     "trim_vocab": "vocabulary trimming to your data: {enabled: auto|true|false, keep: [...]}",
@@ -64,12 +67,20 @@ class Project:
     data: list[Path] = field(default_factory=list)
     budget_minutes: float = 15.0
     limit: int | None = None
+    screen_items: int | None = None
+    quality_margins: dict[str, float] = field(default_factory=dict)
     search: SearchSpace = field(default_factory=SearchSpace)
     sha256: str = ""
 
     @property
     def folder(self) -> Path:
         return self.path.parent
+
+    @property
+    def screen_limit(self) -> int | None:
+        """Items per task while screening: ``screen_items``, else 10 (never more than ``limit``)."""
+        screen = self.screen_items if self.screen_items is not None else SCREEN_DEFAULT
+        return screen if self.limit is None else min(screen, self.limit)
 
     def identity(self) -> str:
         """What makes two runs 'the same command': the project content (resume key)."""
@@ -95,6 +106,8 @@ def load_project(path: Path) -> Project:
     search = SearchSpace(**{k: v for k, v in search_doc.items() if v is not None})
     if isinstance(search.quantize, str):
         search.quantize = [search.quantize]
+    if doc.get("quality_margins") is None:
+        doc.pop("quality_margins", None)
     data = doc.pop("data", None) or []
     data = [data] if isinstance(data, str) else list(data)
     project = Project(path=path, search=search, sha256=hashlib.sha256(raw).hexdigest(), **doc)
@@ -117,6 +130,10 @@ def _validate(p: Project) -> None:
         raise KogataError(f"{where}: budget_minutes must be a positive number", "e.g. budget_minutes: 15")
     if p.limit is not None and (not isinstance(p.limit, int) or p.limit < 1):
         raise KogataError(f"{where}: limit must be a positive integer or null", "e.g. limit: 20")
+    if p.screen_items is not None and (not isinstance(p.screen_items, int) or p.screen_items < 2):
+        raise KogataError(f"{where}: screen_items must be an integer of at least 2, or null", "e.g. screen_items: 10")
+    if not isinstance(p.quality_margins, dict) or not all(isinstance(v, (int, float)) and 0 <= v < 1 for v in p.quality_margins.values()):
+        raise KogataError(f"{where}: quality_margins must map task names to margins in [0, 1)", "e.g. quality_margins: {intent: 0.1, docs: 0.03}")
     for d in p.data:
         if not d.exists():
             raise KogataError(f"{where}: data path {d} does not exist", "fix the path (relative paths start at the project file's folder)")

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import JSON, Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from kogata.core.db import Base
 from kogata.artifacts.store import Store
+from kogata.core.db import Base
 
 
 class OptimizeRun(Base):
@@ -47,7 +47,6 @@ class SearchState:
     def __init__(self, store: Store, run_id: str, project_path: str, base_id: str):
         self.store = store
         self.run_id = run_id
-        Base.metadata.create_all(store.engine)
         with Session(store.engine) as s, s.begin():
             if s.get(OptimizeRun, run_id) is None:
                 s.add(OptimizeRun(id=run_id, project_path=project_path, base_id=base_id))

@@ -75,8 +75,9 @@ def params(n: Any) -> str:
 
 
 def lower_is_better(metric: str) -> bool:
-    name = metric.split(".")[-1]
-    return any(tag in name for tag in LOWER_IS_BETTER)
+    from kogata.eval.metrics import lower_is_better as registered
+
+    return registered(metric)
 
 
 def spread(d: dict[str, Any] | None) -> str:
