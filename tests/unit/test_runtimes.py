@@ -10,7 +10,7 @@ import torch
 
 import kogata.core.settings as settings
 from kogata.core.errors import KogataError
-from kogata.runtimes import open_runtime, runtime_names
+from kogata.runtimes import get_runtime_class, open_runtime, runtime_names
 from kogata.runtimes.base import GenerateRequest, LoglikelihoodRequest, Runtime
 from kogata.runtimes.scoring import render_plain_chat, rolling_windows
 from tests.unit._tiny import DOCS, gguf_artifact, hf_artifact
@@ -58,8 +58,15 @@ def reference_logprob(model, ctx: list[int], cont: list[int]) -> float:
 
 
 def test_registry_names_and_protocol(torch_llama):
-    assert {"torch", "llamacpp"} <= set(runtime_names())
+    assert {"torch", "llamacpp", "embedder"} <= set(runtime_names())
     assert isinstance(torch_llama, Runtime)
+
+
+@pytest.mark.parametrize(("name", "kind", "formats"), [("torch", "lm", {"hf", "gguf"}), ("llamacpp", "lm", {"gguf"}), ("embedder", "embedder", {"hf"})])
+def test_every_runtime_declares_kind_formats_options(name, kind, formats):
+    cls = get_runtime_class(name)
+    assert cls.name == name and cls.kind == kind and set(cls.formats) == formats
+    assert isinstance(cls.options, tuple)
 
 
 def test_unknown_runtime(tiny_llama_dir):

