@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.kogata-installed
 THREADS ?= 2
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test test-slow test-unit setup clean-venv
+.PHONY: demo test test-slow test-unit lint setup clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ demo: $(STAMP)
 	$(BIN)/kogata models pull smollm2-135m
 	$(BIN)/kogata optimize examples/support-desk-en.yaml --out $(DEMO_OUT)
 
-test: $(STAMP)
+lint: $(STAMP)  # ruff (ruff.toml) and the one-way layer contract (.importlinter)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider -m "not slow"
 
 test-slow: $(STAMP)  # also the Gemma-3-270M integration tests (pulls ~250 MB, several minutes)

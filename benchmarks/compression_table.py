@@ -90,8 +90,8 @@ def text_sets(indomain_docs: int = 0) -> dict[str, list[str]]:
 
 # ---- child process: one measurement of one artifact ----------------------------------------------------------
 def measure_one(path: str, what: str, threads: int, args: argparse.Namespace) -> dict[str, Any]:
-    from kogata.runtimes import open_runtime
     from kogata.core.settings import set_threads
+    from kogata.runtimes import open_runtime
 
     set_threads(threads)
     if what == "ppl":
@@ -137,8 +137,8 @@ def run_child(path: Path, what: str, threads: int, args: argparse.Namespace, set
 
 # ---- building the variants -----------------------------------------------------------------------------------
 def build_variants(model: str) -> tuple[dict[str, Any], Any]:
-    from kogata.methods.registry import MethodContext, apply_method
     from kogata.artifacts.store import Store
+    from kogata.methods.registry import MethodContext, apply_method
 
     store = Store()
     hf = store.get(model)
@@ -323,7 +323,7 @@ def model_section(model: str, res: dict[str, Any], threads: list[int], md: bool)
         p = ppl[v]
         c = {} if v == "base" else {n: compare(p, base, n) for n in sets if n in p}
         cmp[v] = c
-        g = lambda n, k: "1 (ref)" if v == "base" else f_ratio(c.get(n), k)  # noqa: E731
+        g = lambda n, k: "1 (ref)" if v == "base" else f_ratio(c.get(n), k)  # noqa: E731, B023 (called within this iteration)
         row = [v, f"{arts[v]['params'] / 1e6:.1f}M", f"{arts[v]['bytes'] / 2**20:.1f}", g("heldout_en", "ppl_ratio"),
                g("heldout_ja", "ppl_ratio"),
                "1 (ref)" if v == "base" else f"{g('heldout_en', 'bpb_ratio')} / {g('heldout_ja', 'bpb_ratio')}",

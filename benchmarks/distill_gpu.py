@@ -104,7 +104,7 @@ def main() -> None:
         g = distill(s, t, tmp / "big-gpu", tmp, 1, [*big, "--steps", str(args.big_steps), "--batch-size", str(args.big_batch)], cuda=True)
         c = distill(s, t, tmp / "big-cpu", tmp, 1, [*big, "--steps", str(args.cpu_steps), "--batch-size", "4",
                                                     "--threads", str(os.cpu_count())], cuda=False)
-        print(f"\n2. speed, SmolLM2-135M-shaped teacher (30 blocks) → 20-block student, random weights, 256-token blocks")
+        print("\n2. speed, SmolLM2-135M-shaped teacher (30 blocks) → 20-block student, random weights, 256-token blocks")
         for name, m in (("cuda:0", g), (f"cpu {os.cpu_count()} threads", c)):
             rate = m["tokens_seen"] / max(m["train_seconds"], 1e-9)
             print(f"   {name:18} {m['steps_done']} steps, {m['tokens_seen']} tokens in {m['train_seconds']} s: {rate:,.0f} training tokens/s")

@@ -45,10 +45,10 @@ def count_tokens(tokenizer) -> int:
 
 def run_kogata(artifact: str, threads: int) -> dict:
     import kogata.core.settings as settings
+    from kogata.artifacts.store import Store
     from kogata.eval.quality import evaluate_quality
     from kogata.eval.suite import load_suite
     from kogata.runtimes import open_runtime
-    from kogata.artifacts.store import Store
 
     settings.set_threads(threads)
     suite = load_suite("support-desk-en")

@@ -66,9 +66,9 @@ def worker(args: argparse.Namespace) -> dict:
         art = apply_method(base, "lora", lora_params(args), ctx)
         return {"wall_s": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib(), "adapter": art.id, "metrics": art.lineage[-1]["metrics"]}
     # full fine-tune: same data, split, loss, loop, batch and steps; every parameter trains
+    from kogata.artifacts.load import load_torch
     from kogata.methods.lora.method import LoraMethodConfig, prepare_examples
     from kogata.methods.lora.train import TrainSettings, train
-    from kogata.artifacts.load import load_torch
 
     cfg = LoraMethodConfig(**lora_params(args))
     model, tok = load_torch(base)

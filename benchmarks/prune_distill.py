@@ -117,8 +117,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import kogata.core.settings as settings
-    from kogata.methods.registry import MethodContext, apply_method
     from kogata.artifacts.store import Store
+    from kogata.methods.registry import MethodContext, apply_method
 
     settings.set_threads(args.threads)
     store = Store()

@@ -50,8 +50,8 @@ def test_float_baseline_matches_gguf_model(smollm2):
 
 
 def test_truncated_real_gguf_is_refused(smollm2, tmp_path):
-    from kogata.core.errors import KogataError
     from kogata.artifacts.importer import import_local
+    from kogata.core.errors import KogataError
 
     src = Store().get("smollm2-135m-gguf").gguf_path
     cut = tmp_path / "cut.gguf"

@@ -16,8 +16,8 @@ import torch
 
 import kogata
 import kogata.methods.trim_vocab.tokenizer as vt
-from kogata.methods.registry import MethodContext, apply_method
 from kogata.artifacts.store import Store
+from kogata.methods.registry import MethodContext, apply_method
 
 pytestmark = pytest.mark.integration
 

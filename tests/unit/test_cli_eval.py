@@ -86,7 +86,7 @@ def test_eval_end_to_end_on_tiny_models(kogata_home, tmp_path, tiny_llama_dir, t
     assert code == 0, (stdout, err)  # a failing KPI alone does not change the exit code (--fail-on-kpi: below)
     assert "FAIL" in stdout and "report.html" in stdout
     res = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert res["schema_version"] == 1
+    assert res["schema_version"] == 2
     assert res["suite"]["name"] == "tiny-desk" and len(res["suite"]["sha256"]) == 64 and res["suite"]["seed"] == 7
     assert res["settings"]["limit"] == 2 and res["settings"]["threads"] == 1
     assert [e["key"] for e in res["entries"]] == ["tiny@torch", "tiny-gguf@llamacpp"]  # each on its native runtime
@@ -99,6 +99,11 @@ def test_eval_end_to_end_on_tiny_models(kogata_home, tmp_path, tiny_llama_dir, t
         assert e["artifact"]["lineage"][0]["method"] == "import"
         assert e["runtime"]["info"]["threads"] == 1 and e["threads"] == 1
         assert set(e["quality"]) == {"faq", "intent", "docs"} and e["quality"]["faq"]["n"] == 2
+        faq, docs = e["quality"]["faq"], e["quality"]["docs"]
+        assert faq["per_item"]["id"] == ["#1", "#2"] and len(faq["per_item"]["f1"]) == 2
+        assert sum(faq["per_item"]["f1"]) / 2 == pytest.approx(faq["metrics"]["f1"]["value"])
+        assert set(docs["per_item"]) == {"id", "logprob", "n_tokens", "n_bytes", "n_words"}
+        assert docs["window"] == e["runtime"]["info"]["max_length"] and docs["docs_over_window"] == 0
         eff = e["efficiency"]
         assert eff["threads"] == 1 and eff["settings"]["prompt_tokens_actual"] == 16 and len(eff["runs"]) == 2
         assert all(r["new_tokens"] == 4 for r in eff["runs"])  # EOS ignored
@@ -110,7 +115,65 @@ def test_eval_end_to_end_on_tiny_models(kogata_home, tmp_path, tiny_llama_dir, t
     html = (out / "report.html").read_text(encoding="utf-8")
     assert not re.search(r"<script[^>]+src=[\"']?http", html) and "tiny-desk" in html
     assert (out / "summary.md").is_file() and list((out / "logs").glob("efficiency-*.log"))
+    assert "llama.cpp: llama_model_loader" in (out / "eval.log").read_text(encoding="utf-8")
     assert not list(tmp_path.glob(".out.*"))  # no staging folder left behind
+
+
+def test_eval_keeps_library_output_off_the_terminal(kogata_home, tmp_path, tiny_gemma3_gguf, capfd, monkeypatch):
+    """llama.cpp's C log (this sliding-window GGUF makes it warn) and Python warnings land in eval.log only."""
+    import sys
+
+    from kogata.cli import main
+
+    import_local(Store(), tiny_gemma3_gguf, name="tiny-gemma-gguf", **QUIET)
+    suite = write_suite(tmp_path / "suite")
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["kogata", "eval", "tiny-gemma-gguf", "--suite", str(suite), "--runtime", "llamacpp",
+                                      "--limit", "2", "--threads", "1", "--out", str(out)])
+    with _no_exit():
+        main()
+    stdout, stderr = capfd.readouterr()
+    terminal = stdout + stderr
+    assert "report.html" in stdout
+    for noise in ("llama_", "ggml_", "Warning:", "warnings.warn", "RuntimeWarning"):
+        assert noise not in terminal, (noise, terminal[-2000:])
+    log = (out / "eval.log").read_text(encoding="utf-8")
+    assert "llama_kv_cache_iswa: using full-size SWA cache" in log
+
+
+class _no_exit:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is SystemExit and exc.code in (0, None):
+            return True
+        return False
+
+
+def test_embedder_is_refused_on_language_model_tasks(kogata_home, tmp_path, tiny_llama_dir, capsys, monkeypatch):
+    from kogata.artifacts.artifact import MANIFEST
+
+    art = import_local(Store(), tiny_llama_dir, name="emb", **QUIET)
+    manifest = json.loads((art.path / MANIFEST).read_text(encoding="utf-8"))
+    manifest["kind"] = "embedder"  # as the importer records a sentence embedder
+    (art.path / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    suite = write_suite(tmp_path / "s")
+    _assert_user_error(*run_cli(capsys, monkeypatch, "eval", "emb", "--suite", str(suite), "--runtime", "torch",
+                                "--out", str(tmp_path / "o")), "emb is an embedder", "task 'faq' (generate) needs a language model")
+    assert not (tmp_path / "o").exists()
+
+
+def test_embedder_runtime_is_refused(tiny_in_store, tmp_path, capsys, monkeypatch):
+    from kogata.runtimes.registry import RUNTIMES
+
+    class EmbedOnly:
+        name, kind, formats, options = "embed-only", "embedder", ("hf",), ()
+
+    monkeypatch.setitem(RUNTIMES, "embed-only", EmbedOnly)
+    suite = write_suite(tmp_path / "s")
+    _assert_user_error(*run_cli(capsys, monkeypatch, "eval", "tiny", "--suite", str(suite), "--runtime", "embed-only",
+                                "--out", str(tmp_path / "o")), "runtime embed-only is an embedder", "needs a language model")
 
 
 # ---- bad input ----------------------------------------------------------------------------------
@@ -251,4 +314,4 @@ def test_output_replaced_only_after_success(tiny_in_store, tmp_path, capsys, mon
         run_cli(capsys, monkeypatch, *args)
     assert (out / "results.json").read_text() == before  # the previous results are untouched
     assert not list(tmp_path.glob(".o.*"))  # and no staging folder is left
-    assert run.SCHEMA_VERSION == 1
+    assert run.SCHEMA_VERSION == 2

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import errno
+import os
 
 import pytest
 
-from kogata.methods import registry
 from kogata.artifacts.importer import import_local
 from kogata.artifacts.store import Store
+from kogata.core.errors import KogataError
+from kogata.methods import registry
 from tests.cli_helpers import run_cli
 
 
@@ -53,6 +54,49 @@ def test_export_then_quantize_recipe(tiny_store, tmp_path, capsys, monkeypatch):
     assert len(Store().list()) == n and "reusing" in err
 
 
+def test_gguf_type_on_an_hf_artifact_exports_first(tiny_store, capsys, monkeypatch):
+    """`compress HF -m quantize --set type=Q8_0`: export-gguf runs first, both steps are artifacts in the lineage,
+    the output says what was added; a second run reuses both."""
+    code, out, err = run_cli(capsys, monkeypatch, "compress", "tiny", "-m", "quantize", "-s", "type=Q8_0", "-o", "tiny-q8")
+    assert code == 0, err
+    store = Store()
+    q8, base = store.get("tiny-q8"), store.get("tiny")
+    f32 = store.get(q8.parent)
+    assert q8.format == "gguf" and f32.format == "gguf" and f32.parent == base.id
+    assert [s["method"] for s in q8.lineage] == ["import", "export-gguf", "quantize"]
+    assert f32.lineage[-1]["config"] == {"out_type": "f32"} and q8.lineage[-1]["config"] == {"type": "Q8_0"}
+    assert q8.lineage[-1]["metrics"]["requantized"] is False
+    assert "export-gguf (added)" in out and "quantize needed a gguf artifact: ran export-gguf first" in " ".join(out.split())
+    assert "needs a gguf artifact and tiny is hf: running export-gguf" in err
+    n = len(store.list())
+    code, out, err = run_cli(capsys, monkeypatch, "compress", "tiny", "-m", "quantize", "-s", "type=Q8_0", "-o", "tiny-q8")
+    assert code == 0, err
+    assert len(Store().list()) == n and err.count("reusing") == 2
+
+
+def test_recipe_step_with_a_gguf_type_on_hf_exports_first(tiny_store, tmp_path):
+    """A recipe whose quantize step gets an hf artifact gets the export added before it; later steps go on from there."""
+    from kogata.methods.recipe import run_steps
+    from kogata.methods.registry import MethodContext
+
+    store = Store()
+    ctx = MethodContext(store=store, log=lambda m: None)
+    done = run_steps(store.get("tiny"), [{"method": "quantize", "params": {"type": "Q4_0"}},
+                                         {"method": "quantize", "params": {"type": "Q8_0"}}], ctx)
+    assert [(d.step["method"], d.added_for, d.artifact.format) for d in done] == [
+        ("export-gguf", "quantize", "gguf"), ("quantize", None, "gguf"), ("quantize", None, "gguf")]
+    assert [s["method"] for s in done[-1].artifact.lineage] == ["import", "export-gguf", "quantize", "quantize"]
+    # int8-dynamic wants hf: on a GGUF nothing converts back, quantize refuses with its own one-line error
+    with pytest.raises(KogataError, match="int8-dynamic applies to hf artifacts"):
+        run_steps(done[0].artifact, [{"method": "quantize", "params": {"type": "int8-dynamic"}}], ctx)
+
+
+def test_k_quant_on_hf_exports_then_names_the_row_width(tiny_store, capsys, monkeypatch):
+    code, _, err = run_cli(capsys, monkeypatch, "compress", "tiny", "-m", "quantize", "-s", "type=Q4_K_M")
+    assert code == 2 and "multiple of 256" in _err_line(err)
+    assert [a.format for a in Store().list()] == ["hf", "gguf"]  # the export is kept (and reused next time)
+
+
 def test_requantizing_a_quantized_gguf_is_recorded(tiny_store, capsys, monkeypatch):
     assert run_cli(capsys, monkeypatch, "compress", "tiny", "-m", "export-gguf", "-o", "f32")[0] == 0
     assert run_cli(capsys, monkeypatch, "compress", "f32", "-m", "quantize", "-s", "type=Q8_0", "-o", "q8")[0] == 0
@@ -76,7 +120,6 @@ def test_torch_int8_marks_the_artifact(tiny_store, capsys, monkeypatch):
         (["-m", "quantize", "-s", "typ=Q8_0"], ["no parameter 'typ'", "did you mean 'type'"]),
         (["-m", "quantize", "-s", "type=Q9_X"], ["unknown quantization type", "Q4_K_M"]),
         (["-m", "export-gguf", "-s", "out_type=f8"], ["out_type='f8'", "f16"]),
-        (["-m", "quantize", "-s", "type=Q4_K_M"], ["Q4_K_M is a GGUF type", "export-gguf"]),
         (["-m", "quantize", "-s", "novalue"], ["key=value"]),
     ],
 )

@@ -86,3 +86,31 @@ def test_savings_against_the_baseline():
     assert costs["base"]["saving"]["per_month"] == 0
     add_savings(costs, None)
     assert costs["fast"]["saving"] is None
+
+
+def test_price_profiles_are_one_registry(tmp_path, monkeypatch):
+    from kogata.eval import cost
+
+    assert set(builtin_profiles()) <= set(cost.price_profiles()) and cost.price_profiles_help() == ", ".join(cost.price_profiles())
+    with pytest.raises(KogataError) as err:
+        load_price("cloud-4vcpu-eur")
+    assert all(name in err.value.hint for name in builtin_profiles())
+    own = tmp_path / "dc.yaml"
+    own.write_text("currency: EUR\nprice_per_hour: 0.2\nrequests_per_month: 1000\nprompt_tokens_per_request: 100\n"
+                   "output_tokens_per_request: 20\ndescription: our own rack\n", encoding="utf-8")
+    monkeypatch.setattr(cost, "_REGISTERED", {})
+    cost.register_price_profile("our-dc", own)
+    assert "our-dc" in cost.price_profiles() and "our-dc" not in builtin_profiles()
+    p = load_price({"profile": "our-dc", "requests_per_month": 5000})
+    assert p.currency == "EUR" and p.requests_per_month == 5000 and p.name == "our-dc (custom)"
+    with pytest.raises(KogataError, match="does not exist"):
+        cost.register_price_profile("gone", tmp_path / "missing.yaml")
+
+
+def test_suite_with_an_unknown_price_profile_fails_at_load(tmp_path):
+    from kogata.eval.suite import load_suite
+    from tests.unit._tiny import SUITE_YAML, write_tiny_suite
+
+    path = write_tiny_suite(tmp_path / "s", SUITE_YAML + "price: cloud-2vcpu-xxx\n")
+    with pytest.raises(KogataError, match=r"suite.yaml: price: unknown price profile 'cloud-2vcpu-xxx'"):
+        load_suite(path)

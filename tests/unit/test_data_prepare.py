@@ -8,8 +8,8 @@ from importlib import resources
 
 import pytest
 
-from kogata.data import PrepareConfig, load_dataset, prepare
 from kogata.core.errors import KogataError
+from kogata.data import PrepareConfig, load_dataset, prepare
 from tests.cli_helpers import run_cli
 
 SUITES = resources.files("kogata") / "suites"

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from kogata.core.errors import KogataError
 from kogata.data.normalize import normalize_text
 from kogata.data.readers import read_inputs, split_paragraphs
-from kogata.core.errors import KogataError
 
 JA = "さくら電機の冷蔵庫SK-R450は、5ドア450Lの大容量モデルです。"
 

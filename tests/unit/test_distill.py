@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from kogata.core.errors import KogataError
 import kogata.methods._shared.training as train_loop
-from kogata.methods.distill.method import teacher_layer_map, topk_divergence
-from kogata.methods.registry import MethodContext, apply_method
 from kogata.artifacts.importer import import_local
 from kogata.artifacts.store import Store
+from kogata.core.errors import KogataError
+from kogata.methods.distill.method import teacher_layer_map, topk_divergence
+from kogata.methods.registry import MethodContext, apply_method
 from tests.tiny_models import CORPUS, make_tokenizer
+
 
 class Killed(Exception):
     """A simulated kill (SIGKILL cannot be caught in-process; this stops the loop at the same point)."""
@@ -75,8 +76,8 @@ def data(tmp_path):
     return _texts(tmp_path / "train.txt")
 
 
-def _distill(store: Store, data: Path, name: str = "student", out: str | None = None, **params):
-    ctx = MethodContext(store=store, data=[data], log=lambda m: None, allow_reuse=False, out_name=out)
+def _distill(store: Store, data: Path, name: str = "student", out: str | None = None, log=lambda m: None, **params):
+    ctx = MethodContext(store=store, data=[data], log=log, allow_reuse=False, out_name=out)
     return apply_method(store.get(name), "distill", {**FAST, **params}, ctx)
 
 
@@ -248,14 +249,19 @@ def test_cli(store, data, capsys, monkeypatch):
 def test_teacher_generated_text_joins_the_data(store, data, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("The refrigerator\nShipping takes\n\nPlease restart\n", encoding="utf-8")
-    art = _distill(store, data, steps=1, gen_prompts_file=str(prompts), gen_tokens=8, out="gen")
+    first: list[str] = []
+    art = _distill(store, data, steps=1, gen_prompts_file=str(prompts), gen_tokens=8, out="gen", log=first.append)
     m = art.lineage[-1]["metrics"]
-    assert m["teacher_samples"] == 3 and m["gen_seconds"] > 0
+    assert m["teacher_samples"] == 3 and m["gen_seconds"] >= 0  # no claim on how long generation took
+    assert any("sampling 8 tokens from the teacher for each of 3 prompts" in line for line in first)
     gen = list((store.home / "cache" / "distill-gen").iterdir())
     assert len(gen) == 1 and all(t.startswith(("The refrigerator", "Shipping takes", "Please restart"))
                                  for t in json.loads(gen[0].read_text())["texts"])
-    again = _distill(store, data, steps=2, gen_prompts_file=str(prompts), gen_tokens=8, out="gen2")
-    assert again.lineage[-1]["metrics"]["gen_seconds"] == 0  # cached samples
+    second: list[str] = []
+    again = _distill(store, data, steps=2, gen_prompts_file=str(prompts), gen_tokens=8, out="gen2", log=second.append)
+    assert again.lineage[-1]["metrics"]["gen_seconds"] == 0  # cached samples: the teacher did not generate again
+    assert again.lineage[-1]["metrics"]["teacher_samples"] == 3 and not any("sampling" in line for line in second)
+    assert list((store.home / "cache" / "distill-gen").iterdir()) == gen
 
 
 def test_recipe_prune_distill_export_quantize(store, data, tmp_path, capsys, monkeypatch):

@@ -162,18 +162,34 @@ def test_cancel_frees_the_slot_at_once(tiny_llama_gguf):
 
 
 def test_bounded_queue_and_queue_timeout(tiny_llama_gguf):
+    """Deterministic: the engine thread is held between decode steps while the slot is taken, so the queued
+    request cannot be admitted before its queue timeout, however fast the machine decodes."""
     eng = open_engine(gguf_artifact(tiny_llama_gguf), parallel=1, ctx=256, threads=1, max_waiting=1)
     eng.start()
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold(_engine):
+        entered.set()
+        gate.wait(10)
+
+    holder = threading.Thread(target=eng.call, args=(hold,), daemon=True)
     try:
         busy = eng.submit(GenerateRequest(prompt="Hello", max_tokens=240, ignore_eos=True))
+        pieces = iter(busy)
+        next(pieces)  # busy is running: the only slot is taken
+        holder.start()
+        assert entered.wait(10)
         queued = eng.submit(GenerateRequest(prompt="Hello", max_tokens=2), queue_timeout_s=0.05)
         with pytest.raises(EngineBusy):
             eng.submit(GenerateRequest(prompt="Hello", max_tokens=2))
+        time.sleep(0.2)
+        gate.set()
         with pytest.raises(EngineBusy, match="waited"):
             list(queued)
         busy.cancel()
-        assert run(busy)["finish"] == "cancelled"
+        assert list(pieces)[-1].finish_reason in ("cancelled", "length")
     finally:
+        gate.set()
         eng.close()
 
 

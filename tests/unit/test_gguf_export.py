@@ -184,7 +184,7 @@ def exported(tmp_path_factory) -> dict[str, dict]:
         tok.save_pretrained(hf_dir)
         gguf_file = hf_dir.parent / f"{arch}.f32.gguf"
         calls: list[tuple[int, int]] = []
-        facts = export_hf_to_gguf(hf_dir, gguf_file, "f32", progress=lambda d, t: calls.append((d, t)))
+        facts = export_hf_to_gguf(hf_dir, gguf_file, "f32", progress=lambda d, t: calls.append((d, t)))  # noqa: B023
         out[arch] = dict(hf_dir=hf_dir, tok=tok, model=model, gguf=gguf_file, facts=facts, calls=calls)
     return out
 

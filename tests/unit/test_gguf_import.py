@@ -8,11 +8,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from kogata.core.errors import KogataError
 from kogata.artifacts import catalog as catalog_mod
 from kogata.artifacts import importer
 from kogata.artifacts.load import load_torch
 from kogata.artifacts.store import Staging, Store
+from kogata.core.errors import KogataError
 from tests.cli_helpers import run_cli
 
 quiet = {"log": lambda m: None}

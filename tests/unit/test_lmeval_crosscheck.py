@@ -155,3 +155,47 @@ def test_rolling_windows_equal_lm_eval_utils():
         tokens = list(range(10, 10 + n))
         theirs = [make_disjoint_window(w) for w in get_rolling_token_windows(tokens, prefix_token=0, max_seq_len=6, context_len=1)]
         assert list(rolling_windows(tokens, 0, 6)) == [(list(a), list(b)) for a, b in theirs]
+
+
+# ---- at the default window ----------------------------------------------------------------------------------------
+# kogata scores rolling windows of min(model context, 2048) tokens by default; lm-eval's HF backend uses the model's
+# context (``max_position_embeddings``). For every model whose context is at most 2048 — the tiny model has 256 —
+# the defaults coincide, and so must the numbers. (Longer-context models differ by design; each perplexity result
+# records its ``window`` and how many documents were longer than it.)
+LONG_DOC = " ".join(DOCS[0::2]) * 6  # several windows of the tiny model's 256-token context
+
+
+def test_perplexity_equals_lm_eval_at_the_default_window(tmp_path, tiny_llama_dir):
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    rows = [{"id": "long", "text": LONG_DOC}] + PPL_ROWS[:2]
+    write_jsonl(tmp_path / "ppl.jsonl", rows)
+    (tmp_path / "suite.yaml").write_text("name: xc-default\ntasks:\n  - name: ppl\n    type: perplexity\n    data: ppl.jsonl\n",
+                                         encoding="utf-8")
+    tasks_dir = tmp_path / "lm_eval_tasks"
+    tasks_dir.mkdir()
+    (tasks_dir / "ppl.yaml").write_text(LM_EVAL_PPL.format(data=tmp_path / "ppl.jsonl"), encoding="utf-8")
+    theirs = simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={tiny_llama_dir},dtype=float32",  # no max_length: lm-eval's default
+        tasks=["kogata_xc_ppl"],
+        task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False),
+        batch_size=2,
+        device="cpu",
+        log_samples=True,
+        bootstrap_iters=0,
+    )
+    settings.set_threads(1)
+    runtime = open_runtime("torch", hf_artifact(tiny_llama_dir))  # kogata's defaults
+    try:
+        ours = evaluate_quality(runtime, load_suite(tmp_path / "suite.yaml"))["ppl"]
+        n_long = len(runtime.encode(LONG_DOC, add_special_tokens=False))
+    finally:
+        runtime.close()
+    res = theirs["results"]["kogata_xc_ppl"]
+    assert ours["window"] == 256 and n_long > 2 * ours["window"] and ours["docs_over_window"] == 1
+    assert ours["metrics"]["word_perplexity"]["value"] == pytest.approx(res["word_perplexity,none"], rel=1e-5)
+    assert ours["metrics"]["bits_per_byte"]["value"] == pytest.approx(res["bits_per_byte,none"], rel=1e-5)
+    their_lls = [float(s["filtered_resps"][0]) for s in _samples(theirs, "kogata_xc_ppl")]
+    assert ours["per_item"]["logprob"] == pytest.approx(their_lls, abs=1e-4)

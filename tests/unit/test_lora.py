@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from kogata.core.errors import KogataError
 import kogata.methods.lora.data as ld
-from kogata.methods.registry import MethodContext, apply_method
 from kogata.artifacts.importer import import_local
 from kogata.artifacts.store import Store
+from kogata.core.errors import KogataError
+from kogata.methods.registry import MethodContext, apply_method
 from tests.cli_helpers import run_cli
 from tests.tiny_models import make_tiny_model, make_tokenizer
 from tests.unit._tiny import FAQ, write_jsonl

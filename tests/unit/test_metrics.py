@@ -106,3 +106,30 @@ def test_ratio_metric_ci_bootstraps_documents():
     assert out["ci_low"] <= out["value"] <= out["ci_high"] and out["stderr"] > 0 and out["n"] == 4
     single = M.ratio_metric_with_ci(M.token_perplexity, [-10.0], [10])
     assert single["stderr"] == 0.0 and single["ci_low"] == single["ci_high"] == single["value"]
+
+
+def test_corpus_metrics_in_log_space_never_overflow():
+    import warnings
+
+    lps, toks = [-10.0, -30.0, -20.0, -50.0], [10, 10, 10, 10]
+    out = M.corpus_metric_with_ci("token_perplexity", lps, toks)
+    assert out["value"] == pytest.approx(math.exp(110 / 40))
+    old = M.ratio_metric_with_ci(M.token_perplexity, lps, toks)  # the direct computation, same resamples
+    assert out["stderr"] == pytest.approx(old["stderr"], rel=1e-9)
+    assert old["ci_low"] * 0.98 <= out["ci_low"] <= out["value"] <= out["ci_high"] <= old["ci_high"] * 1.02
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "overflow encountered in square" was the symptom
+        huge = M.corpus_metric_with_ci("word_perplexity", [-30000.0, -20000.0, -40000.0], [10, 12, 9])
+        bpb = M.corpus_metric_with_ci("bits_per_byte", [-30000.0, -20000.0, -40000.0], [100, 120, 90])
+    assert huge["value"] == math.inf and huge["ci_high"] == math.inf and huge["stderr"] == math.inf
+    assert bpb["value"] == pytest.approx(90000 / (310 * math.log(2)))
+    assert bpb["ci_low"] <= bpb["value"] <= bpb["ci_high"]
+
+
+def test_words_countable_detects_cjk_text():
+    assert M.cjk_share(["東京都"]) == 1.0 and M.cjk_share(["abc"]) == 0.0 and M.cjk_share([" "]) == 0.0
+    assert M.words_countable(["冷蔵庫の保証は一年です。"]) [0] is False
+    assert M.words_countable(["The SK-R450 (冷蔵庫) has a one-year warranty."]) == (True, None)
+    assert M.words_countable(["冷蔵庫"], language="en") == (True, None)
+    ok, reason = M.words_countable(["plain English"], language="ja")
+    assert not ok and "ja" in reason

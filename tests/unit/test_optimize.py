@@ -42,6 +42,7 @@ def test_search_skips_bigger_candidates_once_one_passes_and_writes_report(kogata
     assert "Executive summary" in html and "Pareto" in html and "<script src=" not in html
     assert (folder / "summary.md").read_text().startswith("# kogata optimize")
     assert "report:" in out
+    assert f"serve it: kogata serve --from {folder}" in out and rec["artifact"]["name"] in out  # the one command that serves it
 
 
 def test_nothing_passes_names_the_closest_miss(kogata_home, tmp_path, capsys, monkeypatch):
@@ -52,7 +53,7 @@ def test_nothing_passes_names_the_closest_miss(kogata_home, tmp_path, capsys, mo
     dec = res["optimize"]["decision"]
     assert dec["recommended"] is None and dec["closest_miss"]["metric"] in ("intent.acc", "peak_rss_mb")
     assert dec["next_steps"]
-    assert "no candidate meets every KPI" in out
+    assert "no candidate meets every KPI" in out and "nothing to serve" in out
 
 
 def test_kill_and_rerun_resumes_without_redoing(kogata_home, tmp_path):

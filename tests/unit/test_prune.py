@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from kogata.core.errors import KogataError
-from kogata.methods.registry import MethodContext, apply_method
 from kogata.artifacts.importer import import_local
 from kogata.artifacts.store import Store
+from kogata.core.errors import KogataError
+from kogata.methods.registry import MethodContext, apply_method
 from tests.cli_helpers import run_cli
 from tests.tiny_models import CORPUS
 

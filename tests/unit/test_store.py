@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from kogata.core.errors import KogataError
 from kogata.artifacts.artifact import LineageStep
 from kogata.artifacts.importer import import_local
 from kogata.artifacts.store import Store
+from kogata.core.errors import KogataError
 
 
 def test_import_hf_folder_writes_manifest(kogata_home, tiny_llama_dir):

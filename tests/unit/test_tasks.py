@@ -220,3 +220,116 @@ def test_builtin_suites_load(name):
     assert {t.type_name for t in suite.tasks} == {"generate", "multiple_choice", "perplexity"}
     for task in suite.tasks:
         assert task.prompts(2)
+
+
+# ----------------------------------------------------------------------------- per-item scores and perplexity records
+
+
+class WindowedFake(FakeRuntime):
+    max_length = 40
+
+
+def test_results_carry_per_item_scores(suite_path):
+    suite = load_suite(suite_path)
+    results = evaluate_quality(WindowedFake(), suite)
+    faq, intent, docs = results["faq_qa"], results["intent"], results["docs_ppl"]
+    assert faq["per_item"]["id"] == ["f1", "f2", "f3", "f4"]
+    assert faq["per_item"]["exact_match"] == [1.0, 0.0, 0.0, 0.0]  # the fake always answers "one year"
+    for task in (faq, intent):
+        for metric, value in task["metrics"].items():
+            scores = task["per_item"][metric]
+            assert len(scores) == task["n"] and sum(scores) / len(scores) == pytest.approx(value["value"])
+    assert intent["per_item"]["id"] == ["i1", "i2", "i3", "i4", "i5"] and intent["per_item"]["acc"] == [1.0] * 5
+    p = docs["per_item"]
+    assert p["id"] == ["#1", "#2", "#3"]
+    assert p["n_bytes"] == [len(t.encode("utf-8")) for t in (r["text"] for r in suite.task("docs_ppl").records)]
+    assert docs["metrics"]["token_perplexity"]["value"] == pytest.approx(math.exp(-sum(p["logprob"]) / sum(p["n_tokens"])))
+    assert docs["metrics"]["bits_per_byte"]["value"] == pytest.approx(-sum(p["logprob"]) / (sum(p["n_bytes"]) * math.log(2)))
+    assert docs["metrics"]["word_perplexity"]["value"] == pytest.approx(math.exp(-sum(p["logprob"]) / sum(p["n_words"])))
+    # the fake counts characters as tokens: the two longer documents exceed its 40-token window
+    assert docs["window"] == 40 and docs["docs_over_window"] == sum(n > 40 for n in p["n_tokens"]) == 2
+    assert evaluate_quality(FakeRuntime(), suite, tasks=["docs_ppl"])["docs_ppl"]["window"] is None  # unknown window
+
+
+JA_DOCS = [
+    "冷蔵庫の保証期間はご購入日から一年間です。延長保証に加入すると五年間になります。",
+    "アプリが起動しない場合は、スマートフォンを再起動してから、もう一度お試しください。",
+    "配送には通常三日から五日かかります。離島の場合は一週間ほどかかることがあります。",
+]
+JA_SUITE = """\
+name: ja-ppl
+language: ja
+tasks:
+  - name: docs
+    type: perplexity
+    data: docs.jsonl
+{extra}"""
+
+
+def _ja_suite(tmp_path, extra="", docs=JA_DOCS):
+    folder = tmp_path / "ja"
+    folder.mkdir(exist_ok=True)
+    write_jsonl(folder / "docs.jsonl", [{"id": f"d{i}", "text": t} for i, t in enumerate(docs)])
+    (folder / "suite.yaml").write_text(JA_SUITE.format(extra=extra), encoding="utf-8")
+    return folder / "suite.yaml"
+
+
+class SteepFake(FakeRuntime):
+    """Log-likelihoods so low that exp(-Σ logprob / Σ whitespace words) overflows a float."""
+
+    def loglikelihood_rolling(self, texts):
+        return [RollingResult(logprob=-800.0 * len(t), n_tokens=len(t)) for t in texts]
+
+
+def test_japanese_perplexity_reports_bits_per_byte_not_word_perplexity(tmp_path):
+    import warnings
+
+    suite = load_suite(_ja_suite(tmp_path))
+    assert "word_perplexity" not in suite.task("docs").produced_metrics()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow (or any other) warning while scoring
+        res = evaluate_quality(SteepFake(), suite)["docs"]
+    wpl = res["metrics"]["word_perplexity"]
+    assert wpl["value"] is None and "CJK" in wpl["reason"] and wpl["n"] == 3
+    assert res["metrics"]["bits_per_byte"]["value"] == pytest.approx(800.0 * sum(map(len, JA_DOCS)) / (sum(len(t.encode()) for t in JA_DOCS) * math.log(2)))
+    assert res["metrics"]["token_perplexity"]["value"] == math.inf  # exp(800) is beyond float: inf (JSON null), silently
+    assert "n_words" not in res["per_item"]
+
+
+def test_japanese_perplexity_on_a_tiny_model(tmp_path, tiny_llama_dir):
+    import warnings
+
+    import kogata.core.settings as settings
+    from kogata.runtimes import open_runtime
+
+    settings.set_threads(1)
+    runtime = open_runtime("torch", hf_artifact(tiny_llama_dir))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            res = evaluate_quality(runtime, load_suite(_ja_suite(tmp_path)))["docs"]
+    finally:
+        runtime.close()
+    m = res["metrics"]
+    assert m["word_perplexity"]["value"] is None and m["word_perplexity"]["reason"]
+    assert 0 < m["bits_per_byte"]["value"] < 100 and m["bits_per_byte"]["ci_low"] <= m["bits_per_byte"]["value"] <= m["bits_per_byte"]["ci_high"]
+    assert 1 < m["token_perplexity"]["value"] < 1e6 and math.isfinite(m["token_perplexity"]["stderr"])
+    assert res["window"] == runtime.max_length == 256  # the tiny model's own context (below the 2048 cap)
+
+
+def test_language_key_decides_word_counting(tmp_path):
+    ja_as_en = load_suite(_ja_suite(tmp_path, "    language: en\n")).task("docs")
+    assert ja_as_en.words_countable and "word_perplexity" in ja_as_en.produced_metrics()
+    en_docs = ["Shipping takes three to five days.", "Please restart the app."]
+    en_as_ja = load_suite(_ja_suite(tmp_path, "    language: ja\n", docs=en_docs)).task("docs")
+    assert not en_as_ja.words_countable and "language is ja" in en_as_ja.no_words_reason
+    assert load_suite(_ja_suite(tmp_path, docs=en_docs)).task("docs").words_countable  # detected: no CJK
+    with pytest.raises(KogataError, match="language 'fr' is not supported"):
+        load_suite(_ja_suite(tmp_path, "    language: fr\n"))
+
+
+def test_kpi_on_word_perplexity_of_japanese_text_fails_at_load(tmp_path):
+    path = _ja_suite(tmp_path)
+    path.write_text(path.read_text(encoding="utf-8") + "kpis: {max: {docs.word_perplexity: 100}}\n", encoding="utf-8")
+    with pytest.raises(KogataError, match="unknown metric 'docs.word_perplexity'"):
+        load_suite(path)

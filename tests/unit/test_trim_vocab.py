@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from kogata.core.errors import KogataError
 import kogata.methods.trim_vocab.tokenizer as vt
-from kogata.methods.registry import MethodContext, apply_method, build_config, get_method
 from kogata.artifacts.importer import import_local
 from kogata.artifacts.store import Store
+from kogata.core.errors import KogataError
+from kogata.methods.registry import MethodContext, apply_method, build_config, get_method
 from tests.tiny_models import CHAT_TEMPLATE, CORPUS
 
 EN = ["Hello, how can I help you today?", "Please restart the SakuraHome app and try again.", "Shipping takes three to five business days."]

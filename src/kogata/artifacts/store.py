@@ -3,7 +3,7 @@
 Layout::
 
     $KOGATA_HOME/
-      kogata.core.db              SQLite index (artifacts, runs, search state)
+      kogata.db              SQLite index (artifacts, runs, search state, service tables; see kogata.core.db)
       artifacts/<id>/        one folder per artifact, holding kogata.json and the model files
       tmp/                   staging folders; an artifact appears under artifacts/ only when complete
 
@@ -26,8 +26,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import kogata.core.settings as settings
-from kogata.core.db import ArtifactRow, make_engine
-from kogata.core.errors import KogataError
 from kogata.artifacts.artifact import (
     FORMATS,
     MANIFEST,
@@ -39,12 +37,14 @@ from kogata.artifacts.artifact import (
     tool_versions,
     write_manifest,
 )
+from kogata.core.db import ArtifactRow, make_engine, store_url
+from kogata.core.errors import KogataError
 
 
 class Staging:
     """A temporary folder that becomes an artifact on :meth:`commit`."""
 
-    def __init__(self, store: "Store", folder: Path):
+    def __init__(self, store: Store, folder: Path):
         self.store = store
         self.dir = folder
         self.artifact: Artifact | None = None
@@ -124,8 +124,7 @@ class Store:
                 f"KOGATA_HOME {self.home} is not writable ({exc.strerror or exc})",
                 "set KOGATA_HOME to a folder you can write, e.g. export KOGATA_HOME=$HOME/.kogata",
             ) from None
-        url = os.environ.get("KOGATA_DB_URL") or f"sqlite:///{self.home / 'kogata.core.db'}"
-        self.engine = make_engine(url)
+        self.engine = make_engine(store_url(self.home))  # brings the schema up to date (Alembic migrations)
         self._clean_stale_staging()
         self._reconcile()
 

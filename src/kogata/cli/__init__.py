@@ -8,9 +8,9 @@ import typer
 
 import kogata.core.settings as settings
 from kogata import __version__
-from kogata.core.errors import KogataError
 from kogata.cli.common import console, err_console
 from kogata.cli.models import app as models_app
+from kogata.core.errors import KogataError
 
 app = typer.Typer(
     name="kogata",
@@ -26,7 +26,7 @@ def _register_optional() -> None:
     """Commands living in their own modules; each registers itself on ``app``."""
     import importlib
 
-    for mod in ("eval", "compress", "optimize", "data"):
+    for mod in ("eval", "compress", "optimize", "data", "guard", "serve", "audit", "review"):
         try:
             importlib.import_module(f"{__name__}.{mod}").register(app)
         except ModuleNotFoundError as exc:

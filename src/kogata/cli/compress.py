@@ -10,9 +10,9 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from kogata.core.errors import KogataError
 from kogata.artifacts.store import Store
 from kogata.cli.common import console, err_console, human_bytes, human_params, log
+from kogata.core.errors import KogataError
 
 
 def register(app: typer.Typer) -> None:
@@ -51,7 +51,7 @@ def compress(
     list_: bool = typer.Option(False, "--list", help="List the methods and their parameters, then exit."),
 ) -> None:
     """Make a model smaller: `kogata compress ART --method quantize --set type=Q4_K_M` or `--recipe steps.yaml`."""
-    from kogata.methods.recipe import load_recipe, run_recipe
+    from kogata.methods.recipe import load_recipe, run_steps
     from kogata.methods.registry import MethodContext, parse_sets
 
     if list_:
@@ -85,11 +85,18 @@ def compress(
         transient=False,
     ) as progress:
         ctx = MethodContext(store=store, data=list(data), seed=seed, log=log, progress=progress, allow_reuse=not no_reuse)
-        produced = run_recipe(start, steps, ctx, final_name=out)
-    tab = Table(title=f"compress: {len(produced)} step(s) in {time.time() - started:.1f}s", title_justify="left")
+        done = run_steps(start, steps, ctx, final_name=out)
+    tab = Table(title=f"compress: {len(done)} step(s) in {time.time() - started:.1f}s", title_justify="left")
     for col in ("step", "artifact", "id", "format", "params", "size", "vs start"):
         tab.add_column(col)
-    for step, art in zip(steps, produced):
+    for d in done:
+        art = d.artifact
         ratio = f"{art.bytes / start.bytes:.2f}× size" if start.bytes else "-"
-        tab.add_row(step["method"], art.name, art.id, art.format, human_params(art.params), human_bytes(art.bytes), ratio)
+        label = f"{d.step['method']} (added)" if d.added_for else d.step["method"]
+        tab.add_row(label, art.name, art.id, art.format, human_params(art.params), human_bytes(art.bytes), ratio)
     console.print(tab)
+    for d in done:
+        if d.added_for:
+            console.print(f"{d.added_for} needed a {d.artifact.format} artifact: ran {d.step['method']} first "
+                          f"({', '.join(f'{k}={v}' for k, v in d.step['params'].items())}) → {d.artifact.name}; "
+                          "both steps are in the lineage")

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from kogata.core.errors import KogataError
 from kogata.cli.common import console, err_console
+from kogata.core.errors import KogataError
 
 app = typer.Typer(help="Prepare your documents as training data: normalise, scrub PII, filter, deduplicate, split.", no_args_is_help=True)
 

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from kogata.cli.common import console, err_console
 from kogata.core.errors import KogataError
 from kogata.eval.run import EvalProgress
 from kogata.report import format as f
-from kogata.cli.common import console, err_console
 
 DTYPES = ("float32", "bfloat16", "int8")
 
@@ -115,13 +115,14 @@ def print_summary(results: dict[str, Any], out: Path) -> None:
     (console if console.is_terminal else Console(width=max(console.width, 180))).print(tab)
     for s in results["settings"].get("skipped") or []:
         console.print(f"[dim]skipped {s['artifact']} on {s['runtime']}: {s['reason']}[/]")
-    console.print(f"report: [bold]{out / 'report.html'}[/]  (results.json, summary.md next to it)")
+    console.print(f"report: [bold]{out / 'report.html'}[/]  (results.json, summary.md, eval.log next to it)")
 
 
 def eval_command(
     artifacts: list[str] = typer.Argument(..., help="Artifacts to evaluate: store names or ids (see `kogata models list`)."),
     suite: str = typer.Option(..., "--suite", "-s", help="A suite YAML file, or a built-in suite name (support-desk-en, support-desk-ja)."),
-    runtime: str = typer.Option(None, "--runtime", "-r", help="Comma-separated runtimes, e.g. torch,llamacpp (default: all). Each artifact runs on the listed runtimes that run its format natively."),
+    runtime: str = typer.Option(None, "--runtime", "-r", help="Comma-separated runtimes, e.g. torch,llamacpp (default: every "
+                                "runtime that runs the suite's tasks). Each artifact runs on the listed runtimes that run its format natively."),
     limit: int = typer.Option(None, "--limit", "-n", help="At most N items per task (quick, indicative runs)."),
     threads: int = typer.Option(None, "--threads", "-t", help="CPU threads for every runtime and the efficiency probe."),
     dtype: str = typer.Option(None, "--dtype", help="torch runtime weights: float32, bfloat16, or int8 (dynamic int8 Linear layers over float32)."),
@@ -140,19 +141,22 @@ def eval_command(
 
     if dtype is not None and dtype not in DTYPES:
         raise KogataError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}", "e.g. --dtype int8")
+    the_suite = load_suite(suite)
     if runtime:
         runtimes = [r.strip() for r in runtime.split(",") if r.strip()]
     else:
-        from kogata.runtimes import runtime_names
+        from kogata.eval.run import default_runtimes
 
-        runtimes = sorted(runtime_names(), key=lambda r: (r != "torch", r))
+        runtimes = default_runtimes(the_suite)
     if dtype is not None and "torch" not in runtimes:
         raise KogataError("--dtype applies to the torch runtime, which is not selected", "add torch to --runtime or drop --dtype")
     options = {"torch": ({"dtype": "float32", "int8": True} if dtype == "int8" else {"dtype": dtype})} if dtype else {}
-    the_suite = load_suite(suite)
     arts = _resolve_artifacts(artifacts)
+    import kogata.report as report
+
+    # the reports are written into the run's staging folder, so the results folder appears complete or not at all
     results = run_eval(arts, the_suite, runtimes, limit=limit, threads=threads, out_dir=out, runtime_options=options,
-                       progress=RichEvalProgress())
+                       progress=RichEvalProgress(), write_reports=lambda res, folder: report.write_reports(res, folder))
     out = Path(out).expanduser().resolve()
     print_summary(results, out)
     verdicts = [e.get("verdict") for e in results["entries"]]

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-
 import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from kogata.core.errors import KogataError
 from kogata.artifacts.artifact import Artifact
 from kogata.artifacts.catalog import CATALOG
 from kogata.artifacts.store import Store
 from kogata.cli.common import console, human_bytes, human_params, log
+from kogata.core.errors import KogataError
 
 app = typer.Typer(help="Built-in models and the artifacts in the store ($KOGATA_HOME).", no_args_is_help=True)
 

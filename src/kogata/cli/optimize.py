@@ -131,3 +131,7 @@ def optimize(
     else:
         console.print("[bold red]no candidate meets every KPI[/] — see the report for the closest miss and what to try next")
     console.print(f"report: {folder / 'report.html'}\nsummary: {folder / 'summary.md'}")
+    if rec:  # `kogata serve --from` reads optimize.decision.recommended from results.json (kogata.serve.config)
+        console.print(f"serve it: kogata serve --from {folder}   # serves {e['artifact']['name']} ({e['artifact']['id']})", highlight=False)
+    else:
+        console.print("nothing to serve: no candidate was recommended", highlight=False)

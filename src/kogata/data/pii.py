@@ -43,8 +43,8 @@ _SECRET_PARTS = ("token", "secret", "passw", "api_key", "apikey", "signature", "
 
 EMAIL_RE = re.compile(r"(?<![A-Za-z0-9.%+\-])[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}(?![A-Za-z0-9\-])")
 _NOT_IN_NUMBER = (r"(?<![\d+\-])(?<!\d[ \-])", r"(?![\d\-])(?![ \-]\d)")  # not part of a longer digit run
-CARD_RE = re.compile(r"{0}(?:\d{{13,19}}|\d{{4}}(?:[ \-]\d{{2,6}}){{2,4}}){1}".format(*_NOT_IN_NUMBER))
-MY_NUMBER_RE = re.compile(r"{0}\d{{4}}[ \-]?\d{{4}}[ \-]?\d{{4}}{1}".format(*_NOT_IN_NUMBER))
+CARD_RE = re.compile(r"{0}(?:\d{{13,19}}|\d{{4}}(?:[ \-]\d{{2,6}}){{2,4}}){1}".format(*_NOT_IN_NUMBER))  # noqa: UP030
+MY_NUMBER_RE = re.compile(r"{0}\d{{4}}[ \-]?\d{{4}}[ \-]?\d{{4}}{1}".format(*_NOT_IN_NUMBER))  # noqa: UP030
 POSTAL_RE = re.compile(rf"((?:〒|郵便番号|postal code|post code|zip code|zip)\s*(?:[:：]|は|is)?\s*)(\d{{3}}{_SEP}?\d{{4}})(?!\d)", re.IGNORECASE)
 _JP_PHONE = (
     rf"0\d{{1,4}}{_SEP_OR_SPACE}\d{{1,4}}{_SEP_OR_SPACE}\d{{3,4}}"  # 03-1234-5678, 0120-123-456

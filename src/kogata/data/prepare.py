@@ -25,11 +25,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from kogata import __version__
-from kogata.core.errors import KogataError
 import kogata.data.dedup as dedup
 import kogata.data.filters as filters
 import kogata.data.readers as readers
+from kogata import __version__
+from kogata.core.errors import KogataError
 from kogata.data.normalize import normalize_text
 from kogata.data.pii import PII_TYPES, Scrubber
 

@@ -49,20 +49,49 @@ _FIELDS = {f.name for f in fields(PriceProfile)}
 _REQUIRED = ("currency", "price_per_hour", "requests_per_month", "prompt_tokens_per_request", "output_tokens_per_request")
 
 
+_REGISTERED: dict[str, Path] = {}  # profiles added by register_price_profile (a company's own machines, …)
+
+
+def _builtin_files() -> dict[str, Any]:
+    folder = resources.files("kogata") / "prices"
+    return {p.name[: -len(".yaml")]: p for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def price_profiles() -> dict[str, Any]:
+    """Every known price profile, ``{name: its YAML file}`` sorted by name: the built-ins in
+    ``kogata/prices/`` and those added with :func:`register_price_profile`. CLI help and validation list these."""
+    return dict(sorted({**_builtin_files(), **_REGISTERED}.items()))
+
+
+def register_price_profile(name: str, path: str | Path) -> None:
+    """Make the YAML profile at ``path`` available by ``name``."""
+    path = Path(path)
+    if not path.is_file():
+        raise KogataError(f"price profile file {path} does not exist", "give the path of a YAML price profile")
+    _REGISTERED[name] = path
+
+
 def builtin_profiles() -> list[str]:
     """Names of the price profiles shipped with kogata."""
-    folder = resources.files("kogata") / "prices"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(_builtin_files())
+
+
+def price_profiles_help() -> str:
+    """The profile names, comma-separated (for CLI help and error hints)."""
+    return ", ".join(price_profiles())
 
 
 def _read_builtin(name: str) -> dict[str, Any]:
-    path = resources.files("kogata") / "prices" / f"{name}.yaml"
-    if not path.is_file():
+    path = price_profiles().get(name)
+    if path is None:
         raise KogataError(
             f"unknown price profile {name!r}",
-            f"use one of {', '.join(builtin_profiles())}, a path to a YAML profile, or an inline mapping in the suite",
+            f"use one of {price_profiles_help()}, a path to a YAML profile, or an inline mapping in the suite",
         )
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise KogataError(f"price profile {name!r} ({path}) is not a YAML mapping", "fix the profile file")
+    return data
 
 
 def load_price(spec: str | dict[str, Any] | None) -> PriceProfile:
@@ -94,7 +123,7 @@ def _validate(data: dict[str, Any]) -> PriceProfile:
     missing = [k for k in _REQUIRED if data.get(k) is None]
     if missing:
         raise KogataError(f"price profile {data.get('name')!r} lacks {', '.join(missing)}", "add them, or start from a built-in with `profile: NAME`")
-    out = dict(data)
+    out = {"utilisation": 0.5, "hours_per_month": HOURS_PER_MONTH, **data}  # the optional fields' defaults
     for key in ("price_per_hour", "requests_per_month", "prompt_tokens_per_request", "output_tokens_per_request", "utilisation", "hours_per_month"):
         try:
             out[key] = float(out[key])
@@ -142,7 +171,7 @@ def estimate_cost(prefill_tok_s: float | None, decode_tok_s: float | None, profi
 def add_savings(costs: dict[str, dict[str, Any] | None], baseline: str | None) -> None:
     """Add ``saving`` (vs the baseline entry; positive = cheaper) to every cost dict, in place."""
     base = costs.get(baseline) if baseline else None
-    for key, cost in costs.items():
+    for cost in costs.values():
         if cost is None:
             continue
         if base is None:

@@ -33,7 +33,7 @@ from kogata.core.errors import KogataError
 
 DEFAULTS = {"prompt_tokens": 128, "gen_tokens": 32, "repeats": 3, "warmup": 1, "latency_prompts": 8}
 LIBRARIES = {"kogata": "kogata", "torch": "torch", "transformers": "transformers", "llama_cpp": "llama-cpp-python", "gguf": "gguf", "numpy": "numpy"}
-_PRELOAD = {"torch": ("torch", "transformers"), "llamacpp": ("llama_cpp",)}  # imported before the load timer starts
+RUNTIME_LIBRARIES = {"torch": ("torch", "transformers"), "llamacpp": ("llama_cpp",)}  # imported before the load timer starts
 _FILLER = "The customer asked about the delivery date of the order and the support team answered politely."
 
 
@@ -263,7 +263,7 @@ def probe(artifact: Any, runtime_name: str, suite: Any, *, threads: int, options
     import importlib
 
     started = time.perf_counter()
-    for mod in _PRELOAD.get(runtime_name, ()):  # library import time is not model load time
+    for mod in RUNTIME_LIBRARIES.get(runtime_name, ()):  # library import time is not model load time
         try:
             importlib.import_module(mod)
         except ImportError:

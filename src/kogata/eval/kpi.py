@@ -10,35 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from kogata.core.errors import KogataError
+from kogata.eval.metrics import metric_names
+from kogata.eval.tasks import produced_metrics
 
-EFFICIENCY_METRICS = (
-    "load_s",
-    "prefill_tok_s",
-    "decode_tok_s",
-    "ttft_p50_ms",
-    "ttft_p95_ms",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "peak_rss_mb",
-    "disk_mb",
-    "params_m",
-)
-COST_METRICS = ("cost_per_1m_tokens", "cost_per_1k_requests", "cost_per_month")
-TASK_TYPE_METRICS = {
-    "multiple_choice": ("acc", "acc_norm"),
-    "perplexity": ("token_perplexity", "word_perplexity", "bits_per_byte"),
-    "generate": ("exact_match", "f1", "rouge_l", "accuracy"),
-}
+EFFICIENCY_METRICS = metric_names("efficiency")  # measured by the efficiency probe (registered in eval.metrics)
+COST_METRICS = metric_names("cost")  # from the price profile and the measured throughput
 OPS = {"min": ">=", "max": "<="}
 
 
 def task_metric_names(task: Any) -> list[str]:
-    """The metrics one declared task will produce (generate tasks: their ``metrics`` list)."""
-    kind = getattr(task, "type_name", None) or getattr(task, "type", None) or ""
-    declared = getattr(task, "metric_names", None) or getattr(task, "metrics", None)
-    if kind == "generate" and declared and not callable(declared):
-        return [m if isinstance(m, str) else getattr(m, "name", str(m)) for m in declared]
-    return list(TASK_TYPE_METRICS.get(kind, ()))
+    """The metrics one declared task will produce (from the task type registry; generate: its ``metrics``)."""
+    return produced_metrics(task)
 
 
 def available_metric_names(suite: Any) -> list[str]:

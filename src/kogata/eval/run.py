@@ -1,4 +1,4 @@
-"""An evaluation run: N artifacts × M runtimes on one suite → ``results.json`` + ``report.html`` + ``summary.md``.
+"""An evaluation run: N artifacts × M runtimes on one suite → ``results.json`` (+ the reports the caller writes).
 
 For every artifact × runtime: quality (the suite's tasks, in this process), efficiency (its own process, see
 :mod:`kogata.eval.efficiency`), cost (:mod:`kogata.eval.cost`) and the KPI verdict (:mod:`kogata.eval.kpi`).
@@ -6,29 +6,37 @@ Everything that can be checked without loading a model is checked first (KPI nam
 format compatibility, baseline, output folder), so a bad combination fails in seconds, not hours.
 
 The output folder appears only when complete: files are written to a staging folder next to it and renamed
-into place; an existing results folder is replaced only after success. Schema: ``docs/results-schema.md``.
+into place; an existing results folder is replaced only after success (:mod:`kogata.core.io`). The reports are
+rendered by a layer above (``kogata.report``): the caller passes its writer as ``write_reports`` and it runs on
+the staging folder before publishing. Library warnings and llama.cpp's log go to ``eval.log`` in the folder,
+not to the terminal (:mod:`kogata.eval.library_logs`). Schema: ``docs/results-schema.md``.
 """
 
 from __future__ import annotations
 
 import gc
-import os
 import shutil
 import time
 import traceback
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import kogata.core.settings as settings
 from kogata import __version__
 from kogata.core.errors import KogataError
-from kogata.eval.cost import add_savings, estimate_cost, load_price
+from kogata.core.io import atomic_write_json, publish_folder, staging_folder
+from kogata.eval.cost import load_price
 from kogata.eval.efficiency import DEFAULTS as EFFICIENCY_DEFAULTS
-from kogata.eval.efficiency import library_versions, machine_info, run_probe_subprocess, task_type
-from kogata.eval.kpi import available_metric_names, check_kpis, flat_metrics, validate_kpis
+from kogata.eval.efficiency import RUNTIME_LIBRARIES, library_versions, machine_info, run_probe_subprocess, task_type
+from kogata.eval.kpi import available_metric_names, validate_kpis
+from kogata.eval.library_logs import capture_library_logs
+from kogata.eval.results import score_entries
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+LOG_FILE = "eval.log"
+ReportWriter = Callable[[dict[str, Any], Path], Any]  # (results, folder) -> writes report files into folder
 # Formats each runtime can execute when the runtime registry does not say (torch reads GGUF by dequantising it)
 FORMAT_SUPPORT = {"torch": ("hf", "gguf"), "llamacpp": ("gguf",)}
 # The format a runtime runs as-is; when several runtimes are listed, an artifact runs on its native ones only
@@ -83,8 +91,9 @@ def check_compatible(runtime: str, artifact: Any, options: dict[str, Any] | None
     from kogata.runtimes import get_runtime_class
 
     cls = get_runtime_class(runtime)  # KogataError naming the valid runtimes
-    if getattr(artifact, "kind", "causal-lm") != "causal-lm":
-        raise KogataError(f"{artifact.name} is an {artifact.kind}, not a language model", "kogata eval evaluates causal LMs")
+    kind = artifact_kind(artifact)
+    if kind not in ("lm", "embedder"):
+        raise KogataError(f"{artifact.name} is a {kind}, not a model kogata eval can run", "evaluate the model it belongs to")
     unknown = sorted(set(options or {}) - set(getattr(cls, "options", ()) or ()))
     if unknown:
         raise KogataError(f"runtime {runtime!r} has no option {unknown[0]!r}", f"valid options: {', '.join(cls.options) or '(none)'}")
@@ -95,6 +104,43 @@ def check_compatible(runtime: str, artifact: Any, options: dict[str, Any] | None
             "list a runtime that runs it (torch runs hf, llamacpp runs gguf), or convert it "
             f"(`kogata compress {artifact.name} --method export-gguf` makes a GGUF)",
         )
+
+
+def artifact_kind(artifact: Any) -> str:
+    """``lm`` (scores and generates text), ``embedder``, or another manifest kind (e.g. ``lora-adapter``)."""
+    kind = getattr(artifact, "kind", "lm") or "lm"
+    return "lm" if kind in ("lm", "causal-lm") else kind
+
+
+def default_runtimes(suite: Any) -> list[str]:
+    """Every registered runtime whose kind the suite's tasks need (torch first): ``kogata eval`` without --runtime."""
+    from kogata.runtimes import get_runtime_class, runtime_names
+
+    kinds = {getattr(t, "runtime_kind", "lm") for t in suite.tasks}
+    names = [r for r in runtime_names() if {getattr(get_runtime_class(r), "kind", "lm")} >= kinds]
+    return sorted(names, key=lambda r: (r != "torch", r))
+
+
+def check_kinds(suite: Any, artifacts: list[Any], runtimes: list[str]) -> None:
+    """Refuse an embedder artifact or runtime on tasks that need a language model (and the reverse), in one line."""
+    from kogata.runtimes import get_runtime_class
+
+    needs: dict[str, Any] = {}  # runtime kind -> the first task that needs it
+    for t in suite.tasks:
+        needs.setdefault(getattr(t, "runtime_kind", "lm"), t)
+
+    def refuse(what: str, kind: str) -> None:
+        for want, task in needs.items():
+            if kind != want:
+                wanted = "a language model" if want == "lm" else f"an {want}"
+                raise KogataError(f"{what} is an {kind}, but task {task.name!r} ({task_type(task)}) needs {wanted}",
+                                  "evaluate it with a suite whose tasks fit its kind, or leave it out")  # fmt: skip
+
+    for rt in runtimes:
+        refuse(f"runtime {rt}", getattr(get_runtime_class(rt), "kind", "lm"))
+    for a in artifacts:
+        if artifact_kind(a) in ("lm", "embedder"):
+            refuse(a.name, artifact_kind(a))
 
 
 def plan_entries(artifacts: list[Any], runtimes: list[str], options: dict[str, dict[str, Any]]) -> tuple[list[tuple[Any, str]], list[dict[str, str]]]:
@@ -143,32 +189,6 @@ def resolve_baseline(ref: str | None, artifacts: list[Any], pairs: list[tuple[An
     return next(entry_key(a, rt) for a, rt in pairs if a is art)
 
 
-def _staging_folder(out_dir: Path) -> Path:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise KogataError(f"--out {out_dir} is a file", "give a folder path")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "results.json").is_file():
-        raise KogataError(f"--out {out_dir} exists and is not a kogata results folder", "choose a new or empty folder; it would be replaced")
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        (staging / "logs").mkdir(parents=True)
-    except OSError as exc:
-        raise KogataError(f"cannot write the results to {out_dir} ({exc.strerror or exc})", "choose a folder you can write to with --out") from None
-    return staging
-
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 # ---- the run --------------------------------------------------------------------------------------
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, KogataError):
@@ -182,8 +202,10 @@ def _artifact_record(a: Any) -> dict[str, Any]:
             "params": a.params, "bytes": a.bytes, "parent": a.parent, "lineage": a.lineage, "path": str(a.path)}
 
 
-def _run_entry(artifact: Any, runtime: str, suite: Any, *, limit: int | None, threads: int, options: dict[str, Any],
-               logs: Path, progress: EvalProgress) -> dict[str, Any]:
+def run_entry(artifact: Any, runtime: str, suite: Any, *, limit: int | None, threads: int, options: dict[str, Any],
+              logs: Path, progress: EvalProgress) -> dict[str, Any]:
+    """Quality (in this process) then efficiency (own process) of one artifact on one runtime; never raises
+    for a failure of the entry itself: it is kept with ``status: "error"`` and its one-line error."""
     key = entry_key(artifact, runtime)
     entry: dict[str, Any] = {"key": key, "artifact": _artifact_record(artifact),
                              "runtime": {"name": runtime, "options": options, "info": None},
@@ -218,17 +240,16 @@ def _run_entry(artifact: Any, runtime: str, suite: Any, *, limit: int | None, th
 
 def run_eval(artifacts: list[Any], suite: Any, runtimes: list[str], *, limit: int | None = None, threads: int | None = None,
              out_dir: Path, runtime_options: dict[str, dict[str, Any]] | None = None,
-             progress: EvalProgress | None = None) -> dict[str, Any]:
-    """Evaluate every artifact × runtime on ``suite``; write ``out_dir/{results.json,report.html,summary.md}``.
+             progress: EvalProgress | None = None, write_reports: ReportWriter | None = None) -> dict[str, Any]:
+    """Evaluate every artifact × runtime on ``suite``; write ``out_dir/results.json``, ``eval.log``, ``logs/``
+    and whatever ``write_reports(results, folder)`` adds (``kogata eval`` passes the HTML/Markdown writer).
 
     ``runtime_options`` maps a runtime name to the options passed to ``open_runtime`` (e.g.
     ``{"torch": {"dtype": "bfloat16"}}``). Returns the results document. An entry that fails while running is
     kept with ``status: "error"`` and its one-line error; checks that can fail early raise :class:`KogataError`.
     """
-    from kogata.report import write_reports
-
     progress = progress or EvalProgress()
-    started_wall, started = datetime.now(timezone.utc), time.perf_counter()
+    started_wall, started = datetime.now(UTC), time.perf_counter()
     if not artifacts:
         raise KogataError("no artifacts to evaluate", "name at least one artifact (see `kogata models list`)")
     runtimes = list(dict.fromkeys(runtimes))
@@ -240,46 +261,42 @@ def run_eval(artifacts: list[Any], suite: Any, runtimes: list[str], *, limit: in
     options = {rt: dict((runtime_options or {}).get(rt) or {}) for rt in runtimes}
     validate_kpis(suite.kpis, available_metric_names(suite))
     profile = load_price(suite.price)
+    check_kinds(suite, artifacts, runtimes)
     pairs, skipped = plan_entries(artifacts, runtimes, options)
     baseline = resolve_baseline(suite.baseline, artifacts, pairs)
     out_dir = Path(out_dir).expanduser().resolve()
-    staging = _staging_folder(out_dir)
+    staging = staging_folder(out_dir, marker="results.json", subdirs=("logs",))
+    libraries = [lib for rt in runtimes for lib in RUNTIME_LIBRARIES.get(rt, ())]
     try:
-        progress.start(len(pairs))
-        entries = []
-        for i, (a, rt) in enumerate(pairs):
-            progress.entry(entry_key(a, rt), i, len(pairs))
-            entries.append(_run_entry(a, rt, suite, limit=limit, threads=threads, options=options[rt],
-                                      logs=staging / "logs", progress=progress))
-        costs = {}
-        for e in entries:
-            m = (e["efficiency"] or {}).get("metrics") or {}
-            costs[e["key"]] = estimate_cost(m.get("prefill_tok_s"), m.get("decode_tok_s"), profile)
-        add_savings(costs, baseline if costs.get(baseline) else None)
-        for e in entries:
-            e["cost"] = costs[e["key"]]
-            e["metrics"] = flat_metrics(e["quality"], e["efficiency"], e["cost"])
-            e["kpi"] = check_kpis(suite.kpis, e["metrics"])
-            e["verdict"] = "ERROR" if e["status"] == "error" else e["kpi"]["verdict"]
-            progress.entry_done(e["key"], e)
-        results = {
-            "schema_version": SCHEMA_VERSION,
-            "kogata_version": __version__,
-            "created": started_wall.isoformat(timespec="seconds"),
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "duration_s": time.perf_counter() - started,
-            "suite": suite_record(suite),
-            "settings": {"limit": limit, "threads": threads, "runtimes": runtimes, "runtime_options": options,
-                         "skipped": skipped},
-            "price": profile.to_dict(),
-            "baseline": baseline,
-            "machine": machine_info(),
-            "versions": library_versions(),
-            "entries": entries,
-        }
-        write_json(results, staging / "results.json")
-        write_reports(results, staging)
-        _publish(staging, out_dir)
+        with capture_library_logs(staging / LOG_FILE, libraries):
+            progress.start(len(pairs))
+            entries = []
+            for i, (a, rt) in enumerate(pairs):
+                progress.entry(entry_key(a, rt), i, len(pairs))
+                entries.append(run_entry(a, rt, suite, limit=limit, threads=threads, options=options[rt],
+                                         logs=staging / "logs", progress=progress))
+            score_entries(entries, suite.kpis, profile, baseline)
+            for e in entries:
+                progress.entry_done(e["key"], e)
+            results = {
+                "schema_version": SCHEMA_VERSION,
+                "kogata_version": __version__,
+                "created": started_wall.isoformat(timespec="seconds"),
+                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+                "duration_s": time.perf_counter() - started,
+                "suite": suite_record(suite),
+                "settings": {"limit": limit, "threads": threads, "runtimes": runtimes, "runtime_options": options,
+                             "skipped": skipped},
+                "price": profile.to_dict(),
+                "baseline": baseline,
+                "machine": machine_info(),
+                "versions": library_versions(),
+                "entries": entries,
+            }
+            atomic_write_json(results, staging / "results.json")
+            if write_reports is not None:
+                write_reports(results, staging)
+        publish_folder(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -305,17 +322,4 @@ def suite_record(suite: Any) -> dict[str, Any]:
     }
 
 
-def write_json(data: dict[str, Any], path: Path) -> None:
-    import json
-    import math
-
-    def clean(v: Any) -> Any:  # JSON has no NaN/inf: write null
-        if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-            return None
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    path.write_text(json.dumps(clean(data), indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+write_json = atomic_write_json  # the old name (kogata.optimize.publish still imports it): use kogata.core.io

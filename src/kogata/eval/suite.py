@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from kogata.core.errors import KogataError
+from kogata.eval.cost import load_price
+from kogata.eval.kpi import COST_METRICS, EFFICIENCY_METRICS, task_metric_names
 from kogata.eval.tasks import Task, build_task
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
@@ -25,17 +27,6 @@ SUITE_KEYS = ("name", "version", "language", "description", "seed", "tasks", "kp
 LANGUAGES = ("en", "ja")
 DEFAULT_SEED = 1234
 DEFAULT_PRICE = "cloud-2vcpu-jpy"
-# KPI names without a task prefix (measured by the efficiency probe and the cost model).
-EFFICIENCY_METRICS = {
-    "load_s", "prefill_tok_s", "decode_tok_s", "ttft_p50_ms", "ttft_p95_ms", "latency_p50_ms", "latency_p95_ms",
-    "peak_rss_mb", "disk_mb", "params_m", "cost_per_1m_tokens", "cost_per_1k_requests", "cost_per_month",
-}  # fmt: skip
-TASK_METRICS = {
-    "multiple_choice": ("acc", "acc_norm"),
-    "perplexity": ("token_perplexity", "word_perplexity", "bits_per_byte"),
-}
-
-
 @dataclass
 class Suite:
     name: str
@@ -134,12 +125,6 @@ def load_suite(path_or_name: str | Path) -> Suite:
     return suite
 
 
-def task_metric_names(task: Task) -> tuple[str, ...]:
-    if task.type_name == "generate":
-        return tuple(task.metric_names)  # type: ignore[attr-defined]
-    return TASK_METRICS.get(task.type_name, ())
-
-
 def _typed(doc: dict[str, Any], key: str, kind: type, default: Any, src: str) -> Any:
     value = doc.get(key, default)
     if value is None:
@@ -150,9 +135,13 @@ def _typed(doc: dict[str, Any], key: str, kind: type, default: Any, src: str) ->
 
 
 def _price(value: Any, src: str) -> str | dict[str, Any]:
-    if isinstance(value, (str, dict)):
-        return value
-    raise KogataError(f"{src}: price must be a profile name or a mapping, got {type(value).__name__}", f"e.g. price: {DEFAULT_PRICE}")
+    if not isinstance(value, (str, dict)):
+        raise KogataError(f"{src}: price must be a profile name or a mapping, got {type(value).__name__}", f"e.g. price: {DEFAULT_PRICE}")
+    try:
+        load_price(value)  # an unknown profile or a bad field fails when the suite loads
+    except KogataError as exc:
+        raise KogataError(f"{src}: price: {exc.message}", exc.hint) from None
+    return value
 
 
 def _kpis(value: Any, suite: Suite, src: str) -> dict[str, dict[str, float]]:
@@ -161,7 +150,7 @@ def _kpis(value: Any, suite: Suite, src: str) -> dict[str, dict[str, float]]:
         return out
     if not isinstance(value, dict) or not set(value) <= {"min", "max"}:
         raise KogataError(f"{src}: kpis must be a mapping with min: and/or max:", "e.g. kpis: {min: {faq_qa.f1: 0.3}, max: {latency_p95_ms: 4000}}")
-    known = set(suite.metric_names()) | EFFICIENCY_METRICS
+    known = set(suite.metric_names()) | set(EFFICIENCY_METRICS) | set(COST_METRICS)
     for side in ("min", "max"):
         bounds = value.get(side) or {}
         if not isinstance(bounds, dict):

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kogata.core.errors import KogataError
 from kogata.artifacts.artifact import Artifact, LineageStep
 from kogata.artifacts.store import Store
+from kogata.core.errors import KogataError
+from kogata.methods.search_space import SearchSpace
 
 Log = Callable[[str], None]
 
@@ -64,18 +65,32 @@ class MethodSpec:
     input_formats: tuple[str, ...]
     summary: str
     uses_data: bool = False
+    search_space: SearchSpace | None = None  # how `kogata optimize` proposes it (methods/search_space.py)
 
 
 METHODS: dict[str, MethodSpec] = {}
 ADAPTER_METHODS = ("merge", "export-lora-gguf", "lora")  # the methods that take a LoRA adapter artifact (lora: to say so)
 
 
-def register_method(name: str, config_cls: type, *, input_formats: tuple[str, ...], summary: str, uses_data: bool = False):
+def register_method(name: str, config_cls: type, *, input_formats: tuple[str, ...], summary: str, uses_data: bool = False,
+                    search_space: SearchSpace | None = None):
     def deco(fn: Callable[[Artifact, Any, MethodContext], Artifact]):
-        METHODS[name] = MethodSpec(name, config_cls, fn, input_formats, summary, uses_data)
+        METHODS[name] = MethodSpec(name, config_cls, fn, input_formats, summary, uses_data, search_space)
         return fn
 
     return deco
+
+
+def attach_search_space(name: str, space: SearchSpace) -> None:
+    """Give an already registered method its search-space declaration (for methods declared elsewhere)."""
+    _load_builtin_methods()
+    METHODS[name] = dataclasses.replace(get_method(name), search_space=space)
+
+
+def search_spaces() -> list[tuple[str, SearchSpace]]:
+    """(method name, declaration) of every registered method that the optimize search can propose."""
+    _load_builtin_methods()
+    return [(n, s.search_space) for n, s in sorted(METHODS.items()) if s.search_space is not None]
 
 
 def _load_builtin_methods() -> None:

@@ -9,14 +9,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kogata.optimize.project import Project
+from kogata.optimize.space import bits_of, family_info
 
-# Approximate bits per weight of llama.cpp types (for size estimates before anything is built)
-BITS = {"F32": 32.0, "F16": 16.0, "Q8_0": 8.5, "Q6_K": 6.6, "Q5_K_M": 5.7, "Q5_K_S": 5.5, "Q5_0": 5.5, "Q4_1": 5.0,
-        "Q4_K_M": 4.9, "Q4_K_S": 4.6, "Q4_0": 4.5, "Q3_K_M": 3.9, "Q2_K": 2.6, "int8-dynamic": 8.0, "FP32": 32.0}
-# Rough time to build each family before its evaluation (seconds), for budget checks
-BUILD_S = {"baseline": 30, "quantize": 20, "trim": 90, "lora": 120, "prune": 120}
 BASELINE_LABEL = "baseline (float)"  # reports show it in their own language
-EFFORT = {"baseline": 0, "quantize": 1, "trim": 2, "lora": 3, "prune": 4}
 
 
 @dataclass
@@ -39,55 +34,45 @@ class Candidate:
         """Estimated size relative to the fp32 baseline (None when unknown)."""
         if self.keep_ratio is None:
             return None
-        return self.keep_ratio * BITS.get(self.quant, 32.0) / 32.0
+        return self.keep_ratio * bits_of(self.quant) / 32.0
 
     @property
     def order(self) -> tuple[int, float]:
-        return (EFFORT[self.family], BITS.get(self.quant, 32.0))
+        return (family_info(self.family)["effort"], bits_of(self.quant))
 
     def build_estimate_s(self) -> float:
-        return BUILD_S[self.family] + 60.0 * self.extra_minutes
+        return family_info(self.family)["build_s"] + 60.0 * self.extra_minutes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _enabled(section: dict[str, Any], have_data: bool) -> bool:
-    flag = section.get("enabled", "auto")
-    return have_data if flag == "auto" else bool(flag)
-
-
 def generate(project: Project) -> list[Candidate]:
-    """Every candidate recipe of the search space, cheapest to try first (the baseline first of all)."""
-    s = project.search
-    llama = project.runtime == "llamacpp"
-    to_runtime = [{"method": "export-gguf", "params": {"out_type": "f32"}}] if llama else []
-    quants = list(dict.fromkeys(s.quantize))
+    """Every candidate recipe of the search space, cheapest to try first (the baseline first of all).
 
-    def quant_step(q: str) -> dict[str, Any]:
-        return {"method": "quantize", "params": {"type": q}}
+    Read from the method registry (:mod:`kogata.optimize.space`): each weight type of a ``weights``
+    declaration (quantize) on the float model, and each value of a ``transform`` declaration (trim-vocab,
+    LoRA, pruning) finished with each weight type; steps that need another format get the conversion first."""
+    from kogata.optimize.project import space_context
+    from kogata.optimize.space import convert_steps, spaces
+
+    ctx = space_context(project)
+    declared = spaces()
+    to_runtime = convert_steps("hf", ctx.target_format)
+    weights = [(sp, q) for sp in declared.values() if sp.role == "weights" for q in sp.values(project.search[sp.key], ctx)]
+
+    def finish(q_space: Any, q: str) -> list[dict[str, Any]]:
+        return convert_steps("hf", q_space.input_format(q)) + q_space.steps(q, ctx)
 
     out = [Candidate(BASELINE_LABEL, "baseline", to_runtime, "F32")]
-    out += [Candidate(q, "quantize", to_runtime + [quant_step(q)], q) for q in quants]
-    have_data = bool(project.data)
-    if _enabled(s.trim_vocab, have_data):
-        params = {k: v for k, v in s.trim_vocab.items() if k != "enabled"}
-        trim = {"method": "trim-vocab", "params": params}
-        out += [Candidate(f"trim-vocab + {q}", "trim", [trim, *to_runtime, quant_step(q)], q, keep_ratio=None) for q in quants]
-    if _enabled(s.lora, have_data):
-        cfg = {k: v for k, v in s.lora.items() if k not in ("enabled",)}
-        steps = [{"method": "lora", "params": cfg}, {"method": "merge", "params": {}}]
-        minutes = float(cfg.get("max_minutes", 10))
-        out += [Candidate(f"LoRA + {q}", "lora", [*steps, *to_runtime, quant_step(q)], q, extra_minutes=minutes) for q in quants]
-    if _enabled(s.prune_depth, have_data):
-        minutes = float(s.prune_depth.get("distill_minutes", 10))
-        for ratio in s.prune_depth.get("keep_ratios", [0.75]):
-            steps = [
-                {"method": "prune-depth", "params": {"target_ratio": ratio}},
-                {"method": "distill", "params": {"teacher": project.base, "max_minutes": minutes}},
-            ]
-            out += [Candidate(f"prune {ratio:.0%} + distill + {q}", "prune", [*steps, *to_runtime, quant_step(q)], q,
-                              keep_ratio=float(ratio), extra_minutes=minutes) for q in quants]
+    out += [Candidate(str(q), sp.family_name, finish(sp, q), str(q)) for sp, q in weights]
+    for sp in declared.values():
+        if sp.role != "transform":
+            continue
+        for value in sp.values(project.search[sp.key], ctx):
+            head = sp.steps(value, ctx)
+            out += [Candidate(f"{sp.label(value)} + {q}", sp.family_name, [*head, *finish(qs, q)], str(q),
+                              keep_ratio=sp.keep_ratio(value), extra_minutes=sp.extra_minutes(value)) for qs, q in weights]
     baseline, rest = out[0], sorted(out[1:], key=lambda c: c.order)
     return [baseline, *rest]
 
@@ -105,7 +90,7 @@ def skip_reason(c: Candidate, done: list[dict[str, Any]], base_bytes: int, remai
         prev = d["candidate"]
         failed_quality = [g for g in d.get("failed", []) if g in quality_gates]
         if (prev["family"] == c.family and prev["steps"][:-1] == c.steps[:-1] and failed_quality
-                and BITS.get(c.quant, 32) < BITS.get(prev["quant"], 32)):
+                and bits_of(c.quant) < bits_of(prev["quant"])):
             return f"{prev['label']} already misses {', '.join(failed_quality)}; {c.quant} quantizes harder"
     need = c.build_estimate_s() + eval_s
     if need > remaining_s:

@@ -29,12 +29,13 @@ PROJECT_KEYS = {
     "search": "which methods and parameter ranges to consider",
 }
 SCREEN_DEFAULT = 10
-SEARCH_KEYS = {
-    "quantize": "GGUF types to try (llamacpp) — e.g. [Q4_K_M, Q4_0, Q8_0]; torch: [int8-dynamic]",
-    "trim_vocab": "vocabulary trimming to your data: {enabled: auto|true|false, keep: [...]}",
-    "prune_depth": "depth pruning + distillation: {enabled: false, keep_ratios: [0.75], distill_minutes: 10}",
-    "lora": "LoRA fine-tuning on instruction data: {enabled: auto|true|false, data: FILE, max_minutes: 10}",
-}
+
+
+def search_keys() -> dict[str, str]:
+    """The ``search:`` keys: one per registered method with a search-space declaration."""
+    from kogata.optimize.space import spaces
+
+    return {key: space.help for key, space in spaces().items()}
 
 
 def _typo_check(doc: dict[str, Any], valid: dict[str, str], where: str) -> None:
@@ -43,14 +44,6 @@ def _typo_check(doc: dict[str, Any], valid: dict[str, str], where: str) -> None:
             close = difflib.get_close_matches(str(key), valid, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise KogataError(f"{where}: unknown key {key!r}", f"{hint}valid keys: {', '.join(valid)}")
-
-
-@dataclass
-class SearchSpace:
-    quantize: list[str] = field(default_factory=lambda: ["Q4_K_M", "Q4_0", "Q8_0"])
-    trim_vocab: dict[str, Any] = field(default_factory=lambda: {"enabled": "auto"})
-    prune_depth: dict[str, Any] = field(default_factory=lambda: {"enabled": False, "keep_ratios": [0.75], "distill_minutes": 10})
-    lora: dict[str, Any] = field(default_factory=lambda: {"enabled": "auto"})
 
 
 @dataclass
@@ -69,7 +62,7 @@ class Project:
     limit: int | None = None
     screen_items: int | None = None
     quality_margins: dict[str, float] = field(default_factory=dict)
-    search: SearchSpace = field(default_factory=SearchSpace)
+    search: dict[str, Any] = field(default_factory=dict)  # search key → its section (defaults filled in)
     sha256: str = ""
 
     @property
@@ -102,10 +95,17 @@ def load_project(path: Path) -> Project:
     search_doc = doc.pop("search", None) or {}
     if not isinstance(search_doc, dict):
         raise KogataError(f"{path}: search must be a mapping", "e.g. search: {quantize: [Q4_K_M]}")
-    _typo_check(search_doc, SEARCH_KEYS, f"{path}: search")
-    search = SearchSpace(**{k: v for k, v in search_doc.items() if v is not None})
-    if isinstance(search.quantize, str):
-        search.quantize = [search.quantize]
+    from kogata.optimize.space import spaces
+
+    declared = spaces()
+    _typo_check(search_doc, search_keys(), f"{path}: search")
+    search = {}
+    for key, space in declared.items():
+        section = search_doc.get(key)
+        section = _copy(space.default) if section is None else section
+        if space.section_type is list and isinstance(section, str):
+            section = [section]
+        search[key] = section
     if doc.get("quality_margins") is None:
         doc.pop("quality_margins", None)
     data = doc.pop("data", None) or []
@@ -137,19 +137,26 @@ def _validate(p: Project) -> None:
     for d in p.data:
         if not d.exists():
             raise KogataError(f"{where}: data path {d} does not exist", "fix the path (relative paths start at the project file's folder)")
-    from kogata.methods.quantize.method import GGUF_TYPES, TORCH_TYPES
+    from kogata.optimize.space import spaces
 
-    valid = GGUF_TYPES if p.runtime == "llamacpp" else TORCH_TYPES
-    for q in p.search.quantize:
-        if q not in valid:
-            raise KogataError(f"{where}: search.quantize has {q!r}, which the {p.runtime} runtime cannot use", f"choose from: {', '.join(valid)}")
-    for name in ("trim_vocab", "prune_depth", "lora"):
-        section = getattr(p.search, name)
-        if not isinstance(section, dict):
-            raise KogataError(f"{where}: search.{name} must be a mapping", "e.g. {enabled: false}")
-    for r in p.search.prune_depth.get("keep_ratios", []) or []:
-        if not isinstance(r, (int, float)) or not 0 < r < 1:
-            raise KogataError(f"{where}: search.prune_depth.keep_ratios has {r!r}", "ratios of parameters to keep, strictly between 0 and 1, e.g. [0.75]")
+    ctx = space_context(p)
+    for key, space in spaces().items():
+        space.check(p.search[key], ctx)
+
+
+def space_context(p: Project) -> Any:
+    """What the search-space declarations see of this project."""
+    from kogata.methods.search_space import SpaceContext
+    from kogata.optimize.space import target_format
+
+    return SpaceContext(base=p.base, target_format=target_format(p.runtime), have_data=bool(p.data), folder=p.folder,
+                        where=str(p.path))
+
+
+def _copy(value: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(value)
 
 
 INIT_TEMPLATE = """\

@@ -135,7 +135,7 @@ class TopKCache:
 
 
 def teacher_samples(load_teacher: Callable[[], Any], tokenizer: Any, prompts: list[str], *, tokens: int, temperature: float,
-                    seed: int, key: dict[str, Any], cache_root: Path, dist: "Dist", log: Callable[[str], None]) -> tuple[list[str], float]:
+                    seed: int, key: dict[str, Any], cache_root: Path, dist: Dist, log: Callable[[str], None]) -> tuple[list[str], float]:
     """Each prompt followed by the teacher's sampled continuation (cached: the same prompts, settings and seed give the
     same texts), and the seconds spent generating in this call (0 when cached)."""
     path = cache_root / "distill-gen" / f"{short_hash({**key, 'prompts': prompts, 'tokens': tokens, 't': temperature, 'seed': seed})}.json"

@@ -41,9 +41,9 @@ from typing import Any, Literal
 
 import torch
 
-from kogata.core.errors import KogataError
-from kogata.artifacts.artifact import Artifact
 import kogata.methods._shared.training as tl
+from kogata.artifacts.artifact import Artifact
+from kogata.core.errors import KogataError
 from kogata.methods.registry import MethodContext, config_dict, new_step, register_method
 
 

@@ -140,7 +140,7 @@ def _detect(obj: dict[str, Any], f: Path, unit: str, n: int) -> tuple[str, tuple
     for name, (required, optional) in SCHEMES.items():
         if all(k in obj for k in required):
             return name, required, optional
-    for name, (required, optional) in SCHEMES.items():  # a record with part of a field set lacks the rest
+    for name, (required, _optional) in SCHEMES.items():  # a record with part of a field set lacks the rest
         if any(k in obj for k in required) and name != "text":
             missing = [k for k in required if k not in obj]
             raise KogataError(

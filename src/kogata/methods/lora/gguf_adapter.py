@@ -23,8 +23,8 @@ from typing import Literal
 import gguf
 import numpy as np
 
-from kogata.core.errors import KogataError
 from kogata.artifacts.artifact import Artifact
+from kogata.core.errors import KogataError
 from kogata.methods.registry import MethodContext, new_step, register_method
 
 _DTYPES = {"f32": np.float32, "f16": np.float16}

@@ -23,10 +23,10 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kogata.core.errors import KogataError
-from kogata.artifacts.markers import ADAPTER_META, ADAPTER_KIND, QUANT_MARKER
 from kogata.artifacts.artifact import Artifact
+from kogata.artifacts.markers import ADAPTER_KIND, ADAPTER_META, QUANT_MARKER
 from kogata.artifacts.store import Store
+from kogata.core.errors import KogataError
 from kogata.methods.registry import MethodContext, data_fingerprint, new_step, register_method
 
 INIT = {"default": True, "gaussian": "gaussian", "random": False}

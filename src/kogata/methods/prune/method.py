@@ -39,9 +39,9 @@ from typing import Any, Literal
 
 import torch
 
-from kogata.core.errors import KogataError
-from kogata.artifacts.artifact import Artifact
 import kogata.methods.prune.importance as imp
+from kogata.artifacts.artifact import Artifact
+from kogata.core.errors import KogataError
 from kogata.methods.registry import MethodContext, new_step, register_method
 
 WEIGHT_FILES = re.compile(r".*\.safetensors$|^model\.safetensors\.index\.json$|^pytorch_model.*\.bin$")

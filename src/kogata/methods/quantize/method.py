@@ -22,10 +22,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kogata.core.errors import KogataError
-from kogata.artifacts.markers import QUANT_MARKER
 from kogata.artifacts.artifact import Artifact
+from kogata.artifacts.markers import QUANT_MARKER
+from kogata.core.errors import KogataError
 from kogata.methods.registry import MethodContext, new_step, register_method
+from kogata.methods.search_space import SearchSpace, SpaceContext
 
 GGUF_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1", "Q3_K_M", "Q2_K")
 TORCH_TYPES = ("int8-dynamic",)
@@ -68,8 +69,39 @@ class QuantizeConfig:
                 f"GGUF types: {', '.join(GGUF_TYPES)}; torch: {', '.join(TORCH_TYPES)}",
             )
 
+    def input_format(self) -> str:
+        """The artifact format this type works on (a recipe exports an hf artifact to GGUF first for a GGUF type)."""
+        return "hf" if self.type in TORCH_TYPES else "gguf"
 
-@register_method("quantize", QuantizeConfig, input_formats=("gguf", "hf"), summary="GGUF Q8_0…Q2_K via llama.cpp; torch dynamic int8 (type=int8-dynamic)")
+
+# Approximate bits per weight of each type (size estimates before anything is built)
+BITS = {"F32": 32.0, "F16": 16.0, "Q8_0": 8.5, "Q6_K": 6.6, "Q5_K_M": 5.7, "Q5_K_S": 5.5, "Q5_0": 5.5, "Q4_1": 5.0,
+        "Q4_K_M": 4.9, "Q4_K_S": 4.6, "Q4_0": 4.5, "Q3_K_M": 3.9, "Q2_K": 2.6, "int8-dynamic": 8.0, "FP32": 32.0}
+
+
+def _check_search_types(section: list, ctx: SpaceContext) -> None:
+    valid = GGUF_TYPES if ctx.target_format == "gguf" else TORCH_TYPES
+    runtime = "llamacpp" if ctx.target_format == "gguf" else "torch"
+    for q in section:
+        if q not in valid:
+            raise KogataError(f"{ctx.where}: search.quantize has {q!r}, which the {runtime} runtime cannot use", f"choose from: {', '.join(valid)}")
+
+
+QUANTIZE_SPACE = SearchSpace(
+    key="quantize", role="weights", family="quantize", effort=1, build_s=20, section_type=list,
+    help="GGUF types to try (llamacpp) — e.g. [Q4_K_M, Q4_0, Q8_0]; torch: [int8-dynamic]",
+    default=["Q4_K_M", "Q4_0", "Q8_0"],
+    values=lambda section, ctx: list(dict.fromkeys(section)),  # candidates are ordered by bits later
+    steps=lambda q, ctx: [{"method": "quantize", "params": {"type": q}}],
+    input_format=lambda q: QuantizeConfig(type=q).input_format(),
+    choices=lambda fmt: GGUF_TYPES if fmt == "gguf" else TORCH_TYPES,
+    bits=lambda q: BITS.get(q, 32.0),
+    validate=_check_search_types,
+)
+
+
+@register_method("quantize", QuantizeConfig, input_formats=("gguf", "hf"), summary="GGUF Q8_0…Q2_K via llama.cpp; torch dynamic int8 (type=int8-dynamic)",
+                 search_space=QUANTIZE_SPACE)
 def quantize(artifact: Artifact, cfg: QuantizeConfig, ctx: MethodContext) -> Artifact:
     if artifact.format == "hf":
         return _torch_int8(artifact, cfg, ctx)

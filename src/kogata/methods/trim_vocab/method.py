@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from kogata.core.errors import KogataError
-from kogata.artifacts.artifact import Artifact
 import kogata.methods.trim_vocab.tokenizer as vt
+from kogata.artifacts.artifact import Artifact
+from kogata.core.errors import KogataError
 from kogata.methods.registry import MethodContext, new_step, register_method
+from kogata.methods.search_space import SearchSpace, SpaceContext, enabled, params_of
 
 UNUSED_TOKEN = re.compile(r"^<unused\d+>$")
 EMBED_TENSOR = re.compile(r"(^|\.)(embed_tokens|lm_head|wte|embed_out|word_embeddings)\.(weight|bias)$")
@@ -68,12 +69,34 @@ class TrimVocabConfig:
             raise KogataError("keep_max_chars and mass_tokens cannot be negative", "use 0 for no limit / no measurement")
 
 
+def _check_search_section(section: dict, ctx: SpaceContext) -> None:
+    """The section's parameters are TrimVocabConfig's (keep-lists checked at project load, not mid-search)."""
+    from kogata.methods.registry import build_config, get_method
+
+    try:
+        build_config(get_method("trim-vocab"), params_of(section))
+    except KogataError as exc:
+        raise KogataError(f"{ctx.where}: search.trim_vocab: {exc.message}", exc.hint) from None
+
+
+TRIM_VOCAB_SPACE = SearchSpace(
+    key="trim_vocab", family="trim", effort=2, build_s=90, keep_ratio=lambda v: None,
+    help=f"vocabulary trimming to your data: {{enabled: auto|true|false, keep: [{', '.join(vt.CHAR_CLASSES)}], ...}}",
+    default={"enabled": "auto"},
+    values=lambda section, ctx: [params_of(section)] if enabled(section, ctx) else [],
+    steps=lambda params, ctx: [{"method": "trim-vocab", "params": params}],
+    label=lambda params: "trim-vocab",
+    validate=_check_search_section,
+)
+
+
 @register_method(
     "trim-vocab",
     TrimVocabConfig,
     input_formats=("hf",),
     summary="keep only the tokens your texts need (+ keep-lists); shrinks embed_tokens/lm_head, exact on covered text",
     uses_data=True,
+    search_space=TRIM_VOCAB_SPACE,
 )
 def trim_vocab(artifact: Artifact, cfg: TrimVocabConfig, ctx: MethodContext) -> Artifact:
     from kogata.artifacts.load import load_tokenizer

@@ -25,7 +25,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ _BYTE_TOKEN = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
 
 # ---- character classes for keep-lists -------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def jis_kanji(level: int) -> frozenset[str]:
     """Kanji of JIS X 0208 level 1 (rows 16–47: the 2,965 kanji JIS chose as most common; they hold all but a few
     dozen of the 2,136 jōyō kanji) or, with ``level=2``, levels 1 and 2 (6,355, which hold those too). Read from
@@ -91,7 +91,7 @@ _SCRIPT_ALIASES = {"fullwidth": "latin", "halfwidth": "katakana", "katakana-hira
                    "micro": "greek", "masculine": "latin", "feminine": "latin", "ideographic": "cjk"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _char_label(c: str) -> str:
     if c.isspace():
         return "space"

@@ -1,0 +1,342 @@
+"""``kogata serve`` benchmarks (issue 12), every configuration in its own process, loopback only.
+
+1. single stream: decode tok/s through ``kogata serve`` ÷ raw llama-cpp-python on the same GGUF and threads;
+2. gateway overhead: a 1-token non-streaming request over HTTP vs the same request on the engine directly
+   (p50 / p99 in ms);
+3. concurrency 1/4/8/16 clients (``--clients``): aggregate tok/s and TTFT p50/p95, ``kogata serve`` vs
+   ``python -m llama_cpp.server`` (needs ``llama-cpp-python[server]``; skipped with a note when missing);
+4. gateway RSS serving the GGUF;
+5. ``--load``: 16 clients for 60 s — errors other than 429, RSS growth, p95 latency.
+
+    python benchmarks/serve.py --gguf model.gguf --threads 2            # or --artifact NAME from the store
+    python benchmarks/serve.py --gguf model.gguf --load --duration 60
+    python benchmarks/serve.py --gguf tiny.gguf --quick                 # a few seconds: a smoke run
+
+Medians over ``--repeat`` runs with min/max spread; threads, versions and the machine are in the JSON written to
+``--out``. Run it on a quiet machine: two threads collapse when another process takes a core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT = "Write a short note to a customer about the shipping time of their refrigerator order."
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)} if values else {}
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+# ---- servers -------------------------------------------------------------------------------------
+class Server:
+    def __init__(self, cmd: list[str], port: int, env: dict[str, str], health: str):
+        self.port, self.health = port, health
+        self.log = tempfile.NamedTemporaryFile(prefix="serve-bench-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited ({self.proc.returncode}); log: {self.log.name}")
+            try:
+                if httpx.get(self.url + health, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise SystemExit(f"server did not become healthy; log: {self.log.name}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+
+def kogata_server(home: Path, ref: str, threads: int, parallel: int, ctx: int, max_waiting: int = 64) -> Server:
+    port = free_port()
+    env = {**os.environ, "KOGATA_HOME": str(home), "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "kogata", "serve", ref, "--alias", "bench", "--port", str(port), "--threads", str(threads),
+           "--parallel", str(parallel), "--ctx", str(ctx), "--max-waiting", str(max_waiting)]
+    return Server(cmd, port, env, "/health")
+
+
+def llama_cpp_server(gguf: Path, threads: int, ctx: int) -> Server | None:
+    try:
+        import llama_cpp.server.app  # noqa: F401  (needs the [server] extras)
+    except ImportError:
+        return None
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "bench", "--n_threads", str(threads),
+           "--n_threads_batch", str(threads), "--n_ctx", str(ctx), "--host", "127.0.0.1", "--port", str(port)]
+    return Server(cmd, port, {**os.environ, "OMP_NUM_THREADS": str(threads)}, "/v1/models")
+
+
+# ---- clients -------------------------------------------------------------------------------------
+async def one_stream(http: httpx.AsyncClient, url: str, tokens: int) -> dict:
+    body = {"model": "bench", "prompt": PROMPT, "max_tokens": tokens, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    t0 = time.perf_counter()
+    first = None
+    n = 0
+    usage = None
+    status = None
+    async with http.stream("POST", url + "/v1/completions", json=body) as r:
+        status = r.status_code
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            if chunk.get("choices") and chunk["choices"][0].get("text"):
+                n += 1
+                if first is None:
+                    first = time.perf_counter() - t0
+    total = time.perf_counter() - t0
+    gen = (usage or {}).get("completion_tokens") or n
+    return {"status": status, "ttft": first if first is not None else total, "total": total, "tokens": gen}
+
+
+async def concurrent(url: str, clients: int, tokens: int) -> dict:
+    async with httpx.AsyncClient(timeout=600) as http:
+        t0 = time.perf_counter()
+        got = await asyncio.gather(*(one_stream(http, url, tokens) for _ in range(clients)), return_exceptions=True)
+        wall = time.perf_counter() - t0
+    failures = [repr(r) for r in got if isinstance(r, BaseException)]
+    runs = [r for r in got if not isinstance(r, BaseException)]
+    if not runs:
+        return {"errors": clients, "error": failures[0][:200]}
+    ttfts = [r["ttft"] for r in runs]
+    return {"aggregate_tok_s": sum(r["tokens"] for r in runs) / wall, "ttft_p50_s": pct(ttfts, 0.5),
+            "ttft_p95_s": pct(ttfts, 0.95), "wall_s": wall,
+            "errors": sum(r["status"] != 200 for r in runs) + len(failures)}
+
+
+async def single_stream_decode(url: str, tokens: int) -> float:
+    async with httpx.AsyncClient(timeout=600) as http:
+        r = await one_stream(http, url, tokens)
+    return (r["tokens"] - 1) / max(1e-9, r["total"] - r["ttft"])  # decode rate after the first token
+
+
+def one_token_latencies(url: str, n: int) -> list[float]:
+    out = []
+    with httpx.Client(timeout=60) as http:
+        body = {"model": "bench", "prompt": "Hi", "max_tokens": 1, "temperature": 0}
+        for _ in range(5):
+            http.post(url + "/v1/completions", json=body)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            http.post(url + "/v1/completions", json=body).raise_for_status()
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+async def load(url: str, clients: int, duration: float, tokens: int, pid: int) -> dict:
+    rss0 = rss_mb(pid)
+    lat: list[float] = []
+    codes: dict[int, int] = {}
+    stop_at = time.monotonic() + duration
+
+    async def worker(http: httpx.AsyncClient) -> None:
+        while time.monotonic() < stop_at:
+            try:
+                r = await one_stream(http, url, tokens)
+                codes[r["status"]] = codes.get(r["status"], 0) + 1
+                if r["status"] == 200:
+                    lat.append(r["total"])
+            except httpx.HTTPError:
+                codes[-1] = codes.get(-1, 0) + 1
+
+    async with httpx.AsyncClient(timeout=600) as http:
+        await asyncio.gather(*(worker(http) for _ in range(clients)))
+    rss1 = rss_mb(pid)
+    errors = sum(v for k, v in codes.items() if k not in (200, 429))
+    return {"clients": clients, "duration_s": duration, "status_counts": codes, "errors_other_than_429": errors,
+            "latency_p50_s": pct(lat, 0.5), "latency_p95_s": pct(lat, 0.95), "rss_start_mb": rss0, "rss_end_mb": rss1,
+            "rss_growth_pct": 100 * (rss1 - rss0) / rss0}
+
+
+# ---- in-process baselines (run in a child process: `--_raw` / `--_engine`) -------------------------
+def raw_llama_decode(gguf: str, threads: int, tokens: int, ctx: int) -> float:
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=gguf, n_ctx=ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+    ids = llm.tokenize(PROMPT.encode(), add_bos=True, special=True)
+    rates = []
+    for _ in range(2):
+        llm.reset()
+        first, n = None, 0
+        for _tok in llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
+            n += 1
+            if first is None:
+                first = time.perf_counter()
+            if n >= tokens:
+                break
+        rates.append((n - 1) / max(1e-9, time.perf_counter() - first))
+    llm.close()
+    return max(rates)
+
+
+def engine_one_token(gguf: str, threads: int, ctx: int, n: int) -> list[float]:
+    from kogata.artifacts.artifact import Artifact
+    from kogata.runtimes.base import GenerateRequest
+    from kogata.runtimes.engine import open_engine
+
+    path = Path(gguf)
+    art = Artifact(path=path.parent, manifest={"id": "bench", "name": "bench", "format": "gguf", "model_file": path.name})
+    eng = open_engine(art, parallel=4, ctx=ctx, threads=threads)
+    eng.start()
+    out = []
+    try:
+        for i in range(n + 5):
+            t0 = time.perf_counter()
+            eng.submit(GenerateRequest(prompt="Hi", max_tokens=1)).text()
+            if i >= 5:
+                out.append(time.perf_counter() - t0)
+    finally:
+        eng.close()
+    return out
+
+
+def child(flag: str, *args: str) -> object:
+    out = subprocess.run([sys.executable, __file__, flag, *args], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---- main ----------------------------------------------------------------------------------------
+def prepare_store(args: argparse.Namespace) -> tuple[Path, str, Path]:
+    """(KOGATA_HOME, artifact ref, GGUF path)."""
+    from kogata.artifacts.store import Store
+
+    if args.artifact:
+        store = Store()
+        art = store.get(args.artifact)
+        return store.home, art.id, Path(art.gguf_path)
+    from kogata.artifacts.importer import import_path
+
+    home = Path(tempfile.mkdtemp(prefix="serve-bench-home-"))
+    art = import_path(Store(home), str(args.gguf), name="bench-model", log=lambda m: None)
+    return home, art.id, Path(art.gguf_path)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--_raw":
+        print(json.dumps(raw_llama_decode(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--_engine":
+        print(json.dumps(engine_one_token(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))))
+        return
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--gguf", type=Path, help="a GGUF file (imported into a temporary store)")
+    src.add_argument("--artifact", help="an artifact name or id in $KOGATA_HOME")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--tokens", type=int, default=64, help="tokens per request")
+    p.add_argument("--clients", default="1,4,8,16")
+    p.add_argument("--parallel", type=int, default=8)
+    p.add_argument("--ctx", type=int, default=1024)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--requests", type=int, default=200, help="1-token requests for the overhead measurement")
+    p.add_argument("--load", action="store_true", help="run the 16-client load test instead")
+    p.add_argument("--duration", type=float, default=60)
+    p.add_argument("--quick", action="store_true", help="a smoke run: 1 repeat, 1/4 clients, 20 requests")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    if args.quick:
+        args.repeat, args.clients, args.requests, args.duration = 1, "1,4", 20, min(args.duration, 5)
+    home, ref, gguf = prepare_store(args)
+    clients = [int(c) for c in args.clients.split(",")]
+    result: dict = {"gguf": str(gguf), "threads": args.threads, "tokens": args.tokens, "parallel": args.parallel,
+                    "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+                    "python": sys.version.split()[0]}
+    try:
+        from importlib.metadata import version
+
+        result["llama_cpp_python"] = version("llama-cpp-python")
+    except Exception:  # noqa: BLE001
+        pass
+
+    srv = kogata_server(home, ref, args.threads, args.parallel if not args.load else 16, args.ctx)
+    try:
+        result["gateway_rss_mb"] = rss_mb(srv.proc.pid)
+        if args.load:
+            result["load"] = asyncio.run(load(srv.url, 16, args.duration, args.tokens, srv.proc.pid))
+        else:
+            served = [asyncio.run(single_stream_decode(srv.url, args.tokens)) for _ in range(args.repeat)]
+            http_1 = one_token_latencies(srv.url, args.requests)
+            result["kogata_serve"] = {"single_stream_decode_tok_s": spread(served),
+                                      "concurrency": {c: [asyncio.run(concurrent(srv.url, c, args.tokens)) for _ in range(args.repeat)]
+                                                      for c in clients}}
+            result["gateway_rss_mb_after"] = rss_mb(srv.proc.pid)
+    finally:
+        srv.stop()
+    if not args.load:
+        raw = [child("--_raw", str(gguf), str(args.threads), str(args.tokens), str(args.ctx)) for _ in range(args.repeat)]
+        direct = child("--_engine", str(gguf), str(args.threads), str(args.ctx), str(args.requests))
+        result["raw_llama_cpp"] = {"single_stream_decode_tok_s": spread(raw)}
+        result["single_stream_ratio"] = spread([s / r for s, r in zip(sorted(served), sorted(raw))])
+        over = [h - d for h, d in zip(sorted(http_1), sorted(direct))]
+        result["gateway_overhead_ms"] = {"p50": 1000 * pct(over, 0.5), "p99": 1000 * pct(over, 0.99),
+                                         "http_p50": 1000 * pct(http_1, 0.5), "engine_p50": 1000 * pct(direct, 0.5)}
+        other = llama_cpp_server(gguf, args.threads, args.ctx)
+        if other is None:
+            result["llama_cpp_server"] = "skipped: pip install 'llama-cpp-python[server]'"
+        else:
+            try:
+                result["llama_cpp_server"] = {"concurrency": {c: [asyncio.run(concurrent(other.url, c, args.tokens))
+                                                                  for _ in range(args.repeat)] for c in clients}}
+            finally:
+                other.stop()
+    text = json.dumps(result, indent=2, default=str)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Which artifact served which alias, when: ``aliases`` (now) and ``alias_history`` (every change).
+
+Read later by rollback and promotion; written by ``kogata serve`` at start and by every hot swap.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from kogata.core.tables import Alias, AliasHistory
+
+
+def record_alias(engine: Engine, name: str, artifact_id: str, *, by: str | None, reason: str | None) -> bool:
+    """Point ``name`` at ``artifact_id``; appends a history row when that changes anything. Returns True if it did."""
+    now = time.time()
+    with Session(engine) as s, s.begin():
+        row = s.get(Alias, name)
+        previous = row.artifact_id if row is not None else None
+        if previous == artifact_id:
+            return False
+        if row is None:
+            s.add(Alias(name=name, artifact_id=artifact_id, updated=now, updated_by=by, reason=reason))
+        else:
+            row.artifact_id, row.updated, row.updated_by, row.reason = artifact_id, now, by, reason
+        s.add(AliasHistory(name=name, artifact_id=artifact_id, previous_id=previous, at=now, by=by, reason=reason))
+    return True
+
+
+def alias_history(engine: Engine, name: str | None = None) -> list[dict[str, Any]]:
+    q = select(AliasHistory).order_by(AliasHistory.id)
+    if name is not None:
+        q = q.where(AliasHistory.name == name)
+    with Session(engine) as s:
+        return [{"name": r.name, "artifact_id": r.artifact_id, "previous_id": r.previous_id, "at": r.at, "by": r.by,
+                 "reason": r.reason} for r in s.execute(q).scalars()]

@@ -1,0 +1,147 @@
+"""OpenAI bodies ↔ kogata's :class:`~kogata.runtimes.base.GenerateRequest` and response dicts.
+
+Sampling defaults follow OpenAI (``temperature`` 1, ``top_p`` 1); ``max_tokens`` defaults to the server's
+``max_tokens_default``, shrunk to what the context leaves. ``logprobs`` carry the chosen token's
+log-probability per streamed piece (top alternatives are not computed: ``top_logprobs`` lists are empty).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kogata.runtimes.base import GenerateRequest
+from kogata.serve.errors import bad_request
+from kogata.serve.schemas import MAX_STOP, MAX_STOP_CHARS, ChatCompletionRequest, CompletionRequest, ResponseFormat
+
+
+def _stop(body: Any) -> list[str]:
+    stop = body.stop_list()
+    if len(stop) > MAX_STOP:
+        raise bad_request(f"{len(stop)} stop strings given; at most {MAX_STOP} are allowed", param="stop")
+    for s in stop:
+        if not s:
+            raise bad_request("a stop string is empty", param="stop")
+        if len(s) > MAX_STOP_CHARS:
+            raise bad_request(f"a stop string has {len(s)} characters; at most {MAX_STOP_CHARS} are allowed", param="stop")
+    return stop
+
+
+def _json_schema(rf: ResponseFormat | None) -> dict[str, Any] | None:
+    if rf is None or rf.type == "text":
+        return None
+    if rf.type == "json_object":
+        return {"type": "object"}
+    if rf.json_schema is None:
+        raise bad_request("response_format of type json_schema needs a json_schema object", param="response_format.json_schema")
+    return rf.json_schema.schema_ or {"type": "object"}
+
+
+def _max_tokens(requested: int | None, n_ctx: int, default: int, param: str) -> tuple[int, bool]:
+    if requested is None:
+        return min(default, n_ctx), True
+    if requested > n_ctx:
+        raise bad_request(f"max_tokens={requested} is more than this model's context of {n_ctx} tokens", param=param)
+    return requested, False
+
+
+def _sampling(body: Any) -> dict[str, Any]:
+    return {
+        "temperature": 1.0 if body.temperature is None else float(body.temperature),
+        "top_p": 1.0 if body.top_p is None else float(body.top_p),
+        "seed": body.seed,
+        "stop": _stop(body),
+    }
+
+
+def chat_request(body: ChatCompletionRequest, *, n_ctx: int, default_max: int) -> tuple[GenerateRequest, bool]:
+    """(request, whether max_tokens is the server default)."""
+    param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
+    mt, is_default = _max_tokens(body.max_completion_tokens or body.max_tokens, n_ctx, default_max, param)
+    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
+    gen = GenerateRequest(messages=messages, max_tokens=mt, logprobs=bool(body.logprobs),
+                          json_schema=_json_schema(body.response_format), **_sampling(body))
+    return gen, is_default
+
+
+def completion_request(body: CompletionRequest, *, n_ctx: int, default_max: int) -> tuple[GenerateRequest, bool]:
+    prompt = body.prompt
+    if isinstance(prompt, list):
+        if len(prompt) != 1:
+            raise bad_request(f"{len(prompt)} prompts in one request; send one prompt per request", param="prompt")
+        prompt = prompt[0]
+    if body.suffix:
+        raise bad_request("suffix (fill-in-the-middle) is not supported", param="suffix")
+    mt, is_default = _max_tokens(body.max_tokens, n_ctx, default_max, "max_tokens")
+    gen = GenerateRequest(prompt=prompt, max_tokens=mt, logprobs=body.logprobs is not None,
+                          json_schema=_json_schema(body.response_format), **_sampling(body))
+    return gen, is_default
+
+
+# ---- responses -----------------------------------------------------------------------------------
+def fingerprint(artifact_id: str) -> str:
+    return f"kogata-{artifact_id}"
+
+
+def _chat_logprobs(pieces: list[tuple[str, float | None]]) -> dict[str, Any]:
+    return {"content": [{"token": t, "logprob": lp if lp is not None else 0.0, "bytes": list(t.encode("utf-8")),
+                         "top_logprobs": []} for t, lp in pieces if t]}
+
+
+def _text_logprobs(pieces: list[tuple[str, float | None]], offset: int = 0) -> dict[str, Any]:
+    tokens, lps, offsets = [], [], []
+    for t, lp in pieces:
+        if not t:
+            continue
+        tokens.append(t)
+        lps.append(lp)
+        offsets.append(offset)
+        offset += len(t)
+    return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": None, "text_offset": offsets}
+
+
+def chat_completion(rid: str, alias: str, artifact_id: str, text: str, finish: str | None, usage: dict[str, int],
+                    pieces: list[tuple[str, float | None]] | None) -> dict[str, Any]:
+    return {
+        "id": rid, "object": "chat.completion", "created": int(time.time()), "model": alias,
+        "system_fingerprint": fingerprint(artifact_id),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "logprobs": _chat_logprobs(pieces) if pieces is not None else None, "finish_reason": finish}],
+        "usage": usage,
+    }
+
+
+def chat_chunk(rid: str, created: int, alias: str, artifact_id: str, delta: dict[str, Any], finish: str | None = None,
+               logprob: tuple[str, float | None] | None = None) -> dict[str, Any]:
+    return {
+        "id": rid, "object": "chat.completion.chunk", "created": created, "model": alias,
+        "system_fingerprint": fingerprint(artifact_id),
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                     "logprobs": _chat_logprobs([logprob]) if logprob is not None else None}],
+    }
+
+
+def usage_chunk(rid: str, created: int, alias: str, artifact_id: str, obj: str, usage: dict[str, int]) -> dict[str, Any]:
+    return {"id": rid, "object": obj, "created": created, "model": alias, "system_fingerprint": fingerprint(artifact_id),
+            "choices": [], "usage": usage}
+
+
+def text_completion(rid: str, alias: str, artifact_id: str, text: str, finish: str | None, usage: dict[str, int],
+                    pieces: list[tuple[str, float | None]] | None, echo_prefix: str = "") -> dict[str, Any]:
+    return {
+        "id": rid, "object": "text_completion", "created": int(time.time()), "model": alias,
+        "system_fingerprint": fingerprint(artifact_id),
+        "choices": [{"index": 0, "text": echo_prefix + text, "finish_reason": finish,
+                     "logprobs": _text_logprobs(pieces, len(echo_prefix)) if pieces is not None else None}],
+        "usage": usage,
+    }
+
+
+def text_chunk(rid: str, created: int, alias: str, artifact_id: str, text: str, finish: str | None = None,
+               logprob: tuple[str, float | None] | None = None) -> dict[str, Any]:
+    return {
+        "id": rid, "object": "text_completion", "created": created, "model": alias,
+        "system_fingerprint": fingerprint(artifact_id),
+        "choices": [{"index": 0, "text": text, "finish_reason": finish,
+                     "logprobs": _text_logprobs([logprob]) if logprob is not None else None}],
+    }
