@@ -49,10 +49,17 @@ from kogata.core.errors import KogataError
 from kogata.core.settings import get_threads
 from kogata.runtimes.base import GenerateRequest, StreamPiece, TimedGeneration
 from kogata.runtimes.registry import register_runtime
-from kogata.runtimes.scoring import DEFAULT_MAX_LENGTH, ScoringRuntime, TokenPair, log_softmax, render_plain_chat
+from kogata.runtimes.scoring import (
+    DEFAULT_MAX_LENGTH,
+    ScoringRuntime,
+    TokenPair,
+    log_softmax,
+    render_plain_chat,
+    reusable_prefix,
+    score_logit_rows,
+)
 from kogata.runtimes.streaming import StreamAssembler, check_request, is_cancelled
 
-LOGIT_SLICE = 128
 KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}  # ggml type ids (llama_cpp.GGML_TYPE_*)
 
 
@@ -142,12 +149,7 @@ class LlamaCppRuntime(ScoringRuntime):
 
     def _score_one(self, inp: list[int], cont: list[int]) -> tuple[float, bool]:
         first_needed = len(inp) - len(cont)
-        common = 0
-        for a, b in zip(self._cached, inp):
-            if a != b:
-                break
-            common += 1
-        start = min(common, first_needed)
+        start = reusable_prefix(self._cached, inp, first_needed)
         if not self.llm._ctx.kv_cache_seq_rm(-1, start, -1):
             self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
             start = 0
@@ -175,12 +177,8 @@ class LlamaCppRuntime(ScoringRuntime):
             if not flagged:
                 continue
             logits = np.ctypeslib.as_array(ctx.get_logits(), shape=(flagged, self.n_vocab))
-            for s in range(0, flagged, LOGIT_SLICE):
-                rows = log_softmax(logits[s : s + LOGIT_SLICE])
-                targets = np.asarray(cont[target_pos : target_pos + len(rows)])
-                logprob += float(rows[np.arange(len(rows)), targets].sum())
-                greedy = greedy and bool((rows.argmax(axis=1) == targets).all())
-                target_pos += len(rows)
+            lp, all_greedy = score_logit_rows(logits, cont[target_pos : target_pos + flagged])
+            logprob, greedy, target_pos = logprob + lp, greedy and all_greedy, target_pos + flagged
         return logprob, greedy
 
     # ------------------------------------------------------------------ generation

@@ -57,6 +57,32 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
+LOGIT_SLICE = 128  # rows of full-vocabulary logits turned into log-probabilities at a time
+
+
+def reusable_prefix(cached: Sequence[int], inp: Sequence[int], first_needed: int) -> int:
+    """How many leading tokens of ``inp`` a KV cache holding ``cached`` can keep: their common prefix, but no
+    further than ``first_needed`` (the first position whose logits must be computed again)."""
+    common = 0
+    for a, b in zip(cached, inp):
+        if a != b:
+            break
+        common += 1
+    return min(common, first_needed)
+
+
+def score_logit_rows(logits: np.ndarray, targets: Sequence[int]) -> tuple[float, bool]:
+    """Sum of the log-probabilities of ``targets`` (one per row of ``logits``) and whether every target was its
+    row's argmax; ``LOGIT_SLICE`` rows at a time so no full-vocabulary float64 copy of every row is made."""
+    logprob, greedy = 0.0, True
+    for s in range(0, len(logits), LOGIT_SLICE):
+        rows = log_softmax(logits[s : s + LOGIT_SLICE])
+        picked = np.asarray(targets[s : s + len(rows)])
+        logprob += float(rows[np.arange(len(rows)), picked].sum())
+        greedy = greedy and bool((rows.argmax(axis=1) == picked).all())
+    return logprob, greedy
+
+
 class ScoringRuntime:
     """Mixin: ``loglikelihood`` and ``loglikelihood_rolling`` on top of a few runtime-specific primitives."""
 

@@ -27,15 +27,11 @@ from collections.abc import Iterator, Sequence
 from importlib import metadata
 from typing import Any
 
-import numpy as np
-
 from kogata.core.errors import KogataError
 from kogata.runtimes.base import GenerateRequest, StreamPiece, TimedGeneration
 from kogata.runtimes.engine.batched import BatchedLlamaEngine
 from kogata.runtimes.registry import register_runtime
-from kogata.runtimes.scoring import DEFAULT_MAX_LENGTH, ScoringRuntime, TokenPair, log_softmax
-
-LOGIT_SLICE = 128
+from kogata.runtimes.scoring import DEFAULT_MAX_LENGTH, ScoringRuntime, TokenPair, reusable_prefix, score_logit_rows
 
 
 @register_runtime("llamacpp-engine")
@@ -85,12 +81,7 @@ class EngineRuntime(ScoringRuntime):
     def _score_one(self, inp: list[int], cont: list[int]) -> tuple[float, bool]:
         m, seq = self._model, self._score_seq
         first_needed = len(inp) - len(cont)
-        common = 0
-        for a, b in zip(self._cached, inp):
-            if a != b:
-                break
-            common += 1
-        start = min(common, first_needed)
+        start = reusable_prefix(self._cached, inp, first_needed)
         if not m.seq_rm(seq, start, -1):  # a partial removal can fail (sliding-window caches): start over
             m.seq_rm(seq)
             start = 0
@@ -113,13 +104,8 @@ class EngineRuntime(ScoringRuntime):
             self._cached.extend(chunk)
             if not flagged:
                 continue
-            logits = m.logits_rows(flagged)
-            for s in range(0, flagged, LOGIT_SLICE):
-                rows = log_softmax(logits[s : s + LOGIT_SLICE])
-                targets = np.asarray(cont[target : target + len(rows)])
-                logprob += float(rows[np.arange(len(rows)), targets].sum())
-                greedy = greedy and bool((rows.argmax(axis=1) == targets).all())
-                target += len(rows)
+            lp, all_greedy = score_logit_rows(m.logits_rows(flagged), cont[target : target + flagged])
+            logprob, greedy, target = logprob + lp, greedy and all_greedy, target + flagged
         return logprob, greedy
 
     # ------------------------------------------------------------------ generation (through the engine)
