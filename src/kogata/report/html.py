@@ -12,8 +12,8 @@ from typing import Any
 
 import kogata.report.format as f
 from kogata.report.i18n import fmt, strings
+from kogata.report.render import render_page
 
-TEMPLATES = Path(__file__).parent / "templates"
 MAX_SAMPLES = 10
 MAX_CELL = 400
 
@@ -285,14 +285,8 @@ def build_view(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_html(results: dict[str, Any]) -> str:
-    import jinja2
-    from plotly.offline import get_plotlyjs
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "j2"]),
-                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     view = build_view(results)
-    view["plotly_js"] = get_plotlyjs() if view["charts"] else ""
-    return env.get_template("eval.html.j2").render(**view)
+    return render_page("eval.html.j2", view, with_plotly=bool(view["charts"]))
 
 
 def write_html(results: dict[str, Any], path: Path) -> Path:

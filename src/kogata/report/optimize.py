@@ -14,8 +14,7 @@ from typing import Any
 import kogata.report.format as f
 from kogata.optimize.candidates import BASELINE_LABEL
 from kogata.report.i18n import fmt, note_text, strings
-
-TEMPLATES = Path(__file__).parent / "templates"
+from kogata.report.render import render_page
 
 
 def cand_label(label: str, t: dict[str, str]) -> str:
@@ -206,14 +205,8 @@ def build_view(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_html(results: dict[str, Any]) -> str:
-    import jinja2
-    from plotly.offline import get_plotlyjs
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "j2"]),
-                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     view = build_view(results)
-    view["plotly_js"] = get_plotlyjs() if view["chart"] else ""
-    return env.get_template("optimize.html.j2").render(**view)
+    return render_page("optimize.html.j2", view, with_plotly=bool(view["chart"]))
 
 
 def render_markdown(results: dict[str, Any]) -> str:
