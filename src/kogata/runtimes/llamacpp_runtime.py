@@ -51,6 +51,8 @@ from kogata.runtimes.base import GenerateRequest, StreamPiece, TimedGeneration
 from kogata.runtimes.registry import register_runtime
 from kogata.runtimes.scoring import (
     DEFAULT_MAX_LENGTH,
+    KV_TYPES,
+    PLAIN_CHAT_STOP,
     ScoringRuntime,
     TokenPair,
     log_softmax,
@@ -59,8 +61,6 @@ from kogata.runtimes.scoring import (
     score_logit_rows,
 )
 from kogata.runtimes.streaming import StreamAssembler, check_request, is_cancelled
-
-KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}  # ggml type ids (llama_cpp.GGML_TYPE_*)
 
 
 @register_runtime("llamacpp")
@@ -189,7 +189,7 @@ class LlamaCppRuntime(ScoringRuntime):
         if req.messages is None:
             return self.tok_encode(req.prompt or ""), []
         if not self._chat_template:
-            return self.tok_encode(render_plain_chat(req.messages)), ["\nUser:"]
+            return self.tok_encode(render_plain_chat(req.messages)), [PLAIN_CHAT_STOP]
         if self._chat_formatter is None:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 

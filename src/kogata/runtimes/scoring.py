@@ -25,7 +25,11 @@ import numpy as np
 from kogata.runtimes.base import LoglikelihoodRequest, LoglikelihoodResult, RollingResult
 
 TokenPair = tuple[list[int], list[int]]  # (context tokens, continuation tokens)
+KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}  # llama.cpp KV-cache types: ggml type ids (llama_cpp.GGML_TYPE_*)
 DEFAULT_MAX_LENGTH = 2048  # default longest scored input (and llama.cpp context), capped by the model's own
+
+
+PLAIN_CHAT_STOP = "\nUser:"  # where the model's turn ends in the plain transcript below
 
 
 def render_plain_chat(messages: list[dict[str, str]]) -> str:

@@ -45,7 +45,7 @@ from kogata.core.errors import KogataError
 from kogata.core.settings import get_threads
 from kogata.runtimes.base import GenerateRequest, StreamPiece, TimedGeneration
 from kogata.runtimes.registry import register_runtime
-from kogata.runtimes.scoring import DEFAULT_MAX_LENGTH, ScoringRuntime, TokenPair, render_plain_chat
+from kogata.runtimes.scoring import DEFAULT_MAX_LENGTH, PLAIN_CHAT_STOP, ScoringRuntime, TokenPair, render_plain_chat
 from kogata.runtimes.streaming import StreamAssembler, check_request, is_cancelled
 
 LOGIT_SLICE = 128
@@ -216,7 +216,7 @@ class TorchRuntime(ScoringRuntime):
         if getattr(self.tokenizer, "chat_template", None):
             rendered = self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
             return self.encode(rendered, add_special_tokens=False), []
-        return self.tok_encode(render_plain_chat(req.messages)), ["\nUser:"]
+        return self.tok_encode(render_plain_chat(req.messages)), [PLAIN_CHAT_STOP]
 
     def _pick(self, logits: torch.Tensor, req: GenerateRequest, gen: torch.Generator | None) -> int:
         """Greedy argmax at temperature 0; else temperature, top-k, top-p (nucleus) and a seeded draw."""

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from kogata.core.errors import KogataError
+from kogata.runtimes.scoring import KV_TYPES
 
-KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}  # ggml type ids (llama_cpp.GGML_TYPE_*)
 _backend_lock = threading.Lock()
 _backend_ready = False
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from kogata.runtimes.base import GenerateRequest
-from kogata.runtimes.scoring import render_plain_chat
-
-PLAIN_CHAT_STOP = "\nUser:"
+from kogata.runtimes.scoring import PLAIN_CHAT_STOP, render_plain_chat
 
 
 class PromptBuilder:
