@@ -321,5 +321,3 @@ def suite_record(suite: Any) -> dict[str, Any]:
         "baseline": getattr(suite, "baseline", None),
     }
 
-
-write_json = atomic_write_json  # the old name (kogata.optimize.publish still imports it): use kogata.core.io
