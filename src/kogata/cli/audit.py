@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -70,13 +69,10 @@ def export_cmd(
     if out is None:
         n = export_rows(rows, sys.stdout, fmt)
     else:
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "w", encoding="utf-8", newline="") as fh:
-                n = export_rows(rows, fh, fmt)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        from kogata.core.io import atomic_text_file
+
+        with atomic_text_file(out, newline="") as fh:
+            n = export_rows(rows, fh, fmt)
     err_console.print(f"exported {n} row(s){f' to {out}' if out else ''}", highlight=False)
 
 

@@ -1,6 +1,7 @@
 """Writing results so that a reader never sees half of them.
 
-* :func:`atomic_write_json` writes a JSON document next to its target and renames it into place (JSON has no
+* :func:`atomic_text_file` opens a temporary file next to its target and renames it into place only when
+  the ``with`` block completes; :func:`atomic_write_json` writes a JSON document next to its target and renames it into place (JSON has no
   NaN or infinity: those become ``null``; keys become strings; Japanese stays readable, ``ensure_ascii=False``).
 * :func:`staging_folder` + :func:`publish_folder`: a results folder is assembled in ``.NAME.partial-<pid>``
   next to its destination and renamed into place when complete; an existing folder is replaced only then.
@@ -10,12 +11,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from kogata.core.errors import KogataError
 
@@ -31,16 +34,24 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def atomic_write_json(data: Any, path: Path, *, indent: int | None = 2) -> Path:
-    """Write ``data`` as UTF-8 JSON to ``path`` through a temporary file renamed into place."""
+@contextlib.contextmanager
+def atomic_text_file(path: Path, *, newline: str | None = None) -> Iterator[IO[str]]:
+    """A UTF-8 text file that appears at ``path`` only when the ``with`` block completes (never half-written)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(json_safe(data), indent=indent, ensure_ascii=False, default=str), encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8", newline=newline) as fh:
+            yield fh
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+
+
+def atomic_write_json(data: Any, path: Path, *, indent: int | None = 2) -> Path:
+    """Write ``data`` as UTF-8 JSON to ``path`` through a temporary file renamed into place."""
+    with atomic_text_file(path) as fh:
+        fh.write(json.dumps(json_safe(data), indent=indent, ensure_ascii=False, default=str))
+    return Path(path)
 
 
 def staging_folder(out_dir: Path, *, marker: str = "results.json", subdirs: tuple[str, ...] = (), what: str = "results") -> Path:

@@ -30,6 +30,7 @@ import kogata.data.filters as filters
 import kogata.data.readers as readers
 from kogata import __version__
 from kogata.core.errors import KogataError
+from kogata.core.io import publish_folder
 from kogata.data.normalize import normalize_text
 from kogata.data.pii import PII_TYPES, Scrubber
 
@@ -281,11 +282,7 @@ def _write(out: Path, records, removed, splits, manifest: dict[str, Any], overwr
         (stage / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         (stage / "summary.html").write_text(render_html(manifest), encoding="utf-8")
         _check_out(out, overwrite)  # again: something may have appeared while we worked
-        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        if out.exists():
-            os.replace(out, trash)
-        os.replace(stage, out)
-        shutil.rmtree(trash, ignore_errors=True)
+        publish_folder(stage, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
