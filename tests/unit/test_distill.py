@@ -14,7 +14,8 @@ import kogata.methods._shared.training as train_loop
 from kogata.artifacts.importer import import_local
 from kogata.artifacts.store import Store
 from kogata.core.errors import KogataError
-from kogata.methods.distill.method import teacher_layer_map, topk_divergence
+from kogata.methods.distill.method import teacher_layer_map
+from kogata.methods.distill.objective import topk_divergence
 from kogata.methods.registry import MethodContext, apply_method
 from tests.tiny_models import CORPUS, make_tokenizer
 

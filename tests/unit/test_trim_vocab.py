@@ -280,7 +280,7 @@ def test_slice_keeps_rows_of_any_dtype(tmp_path):
     import numpy as np
     from safetensors.torch import load_file, save_file
 
-    from kogata.methods.trim_vocab.method import slice_safetensors
+    from kogata.methods.trim_vocab.writer import slice_safetensors
 
     emb = torch.randn(10, 4).to(torch.bfloat16)
     save_file({"model.embed_tokens.weight": emb, "model.norm.weight": torch.ones(4), "lm_head.weight": emb.float()}, tmp_path / "a.safetensors", metadata={"format": "pt"})
@@ -292,7 +292,7 @@ def test_slice_keeps_rows_of_any_dtype(tmp_path):
 
 
 def test_corpus_reading(tmp_path):
-    from kogata.methods.trim_vocab.method import read_texts
+    from kogata.methods._shared.texts import read_texts
 
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "a.md").write_text("# Title\n\ntext", encoding="utf-8")

@@ -316,7 +316,7 @@ def _take(tensors: dict[str, torch.Tensor], key: str, index: torch.Tensor, dim: 
 # ---- shared ----------------------------------------------------------------------------------------------------
 def _calibrate(artifact: Artifact, cfg: Any, ctx: MethodContext) -> tuple[Any, Any, list[torch.Tensor], str]:
     from kogata.artifacts.load import load_torch
-    from kogata.methods.trim_vocab.method import read_texts
+    from kogata.methods._shared.texts import read_texts
 
     model, tok = load_torch(artifact)
     texts = read_texts(ctx.data) if ctx.data else []
