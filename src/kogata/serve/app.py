@@ -34,7 +34,8 @@ from kogata.serve.gateway.quotas import Quotas, UsageCounter
 from kogata.serve.metrics import ServeMetrics
 from kogata.serve.models import EngineFactory, ModelSet
 from kogata.serve.pipeline import RequestPipeline
-from kogata.serve.routes import admin, health, metrics, openai
+from kogata.serve import ui
+from kogata.serve.routes import admin, health, metrics, openai, search
 from kogata.serve.state import ServeState
 
 log = logging.getLogger("kogata.serve")
@@ -182,8 +183,9 @@ def create_app(config: ServeConfig, *, store: Any = None, engine_factory: Engine
                               "artifact in the x-kogata-artifact header.")
     app.state.kogata = state
     _install_handlers(app)
-    for r in (openai.router, admin.router, health.router, metrics.router):
+    for r in (openai.router, search.router, admin.router, health.router, metrics.router):
         app.include_router(r)
+    ui.install(app)
     app.add_middleware(BodyLimits, max_body_bytes=config.max_body_bytes)
     app.add_middleware(ArtifactHeader, state_ref=lambda: state)
     return app
