@@ -1,9 +1,10 @@
 """Guard benchmark: precision/recall per check and per PII type on the labelled cases, false positives on clean text,
-and latency of all the policy's checks on a 2,000-character answer.
+latency of all the policy's checks on a 2,000-character answer, and `kogata audit verify` speed on a 200k-row log.
 
     OMP_NUM_THREADS=1 python benchmarks/guard.py [--policy examples/policy-support-desk.yaml] [--runs 300] [--json out.json]
 
-Targets (issue 13): PII recall ≥ 0.95 and precision ≥ 0.98, false positives on clean text ≤ 2%, p95 ≤ 5 ms.
+Targets (issue 13): PII recall ≥ 0.95 and precision ≥ 0.98, false positives on clean text ≤ 2%, p95 ≤ 5 ms,
+audit verify ≥ 100k rows/s. Serving throughput with guards + audit on ÷ off: `benchmarks/serve.py --guard`.
 Pure Python on one thread; the numbers depend on the machine: record it with them.
 """
 
@@ -100,6 +101,44 @@ def latency(policy: Policy, runs: int) -> dict:
             "output_checks": [c.name for c in policy.checks_on("output")]}
 
 
+def audit_verify_speed(rows: int, repeat: int = 3) -> dict:
+    """Verify a log of ``rows`` realistic rows (written in bulk with their real hashes) ``repeat`` times."""
+    import tempfile
+
+    from sqlalchemy import insert
+
+    from kogata.ops.audit import AuditLog, AuditRecord
+    from kogata.ops.audit.chain import GENESIS, row_hash
+    from kogata.ops.tables import AuditRow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = AuditLog.open(Path(tmp), checkpoint_seconds=3600)
+        prev, batch = GENESIS, []
+        for i in range(1, rows + 1):
+            rec = AuditRecord(request_id=f"req-{i}", response_id=f"chatcmpl-{i}", key_name="support-bot", model_alias="production",
+                              artifact_id="a1b2c3d4", endpoint="chat.completions", status="ok", action="allow",
+                              latency_ms=123.4 + i, tokens_in=10 + i % 90, tokens_out=20 + i % 200,
+                              input=[{"role": "user", "content": f"注文番号{i}の配送状況を教えてください。"}],
+                              output=f"ご注文{i}は明日お届け予定です。", verdicts={"output": {"action": "allow", "checks": []}},
+                              meta={"mean_logprob": -0.5, "finish_reason": "stop"})
+            row = {**rec.columns(), "id": i, "time_us": i}
+            row["previous_hash"] = prev
+            row["hash"] = prev = row_hash(prev, row)
+            batch.append(row)
+            if len(batch) == 20_000 or i == rows:
+                with log.engine.begin() as conn:
+                    conn.execute(insert(AuditRow.__table__), batch)
+                batch = []
+        speeds = []
+        for _ in range(repeat):
+            report = log.verify()
+            assert report.ok and report.rows == rows, report.problem
+            speeds.append(report.rows_per_second)
+        log.engine.dispose()
+    return {"rows": rows, "rows_per_s_median": statistics.median(speeds), "rows_per_s_min": min(speeds),
+            "rows_per_s_max": max(speeds), "repeat": repeat}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--policy", default=str(POLICY))
@@ -107,6 +146,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--show-misses", action="store_true")
+    ap.add_argument("--audit-rows", type=int, default=200_000, help="rows for the audit verify speed (0: skip)")
     args = ap.parse_args(argv)
     policy = Policy.load(args.policy)
     cases = [json.loads(line) for line in Path(args.cases).read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -126,6 +166,10 @@ def main(argv=None) -> int:
           f"1 thread: p50 {lat['p50_ms']:.2f} ms, p95 {lat['p95_ms']:.2f} ms (input + output: p50 "
           f"{lat['input_and_output_p50_ms']:.2f} ms, p95 {lat['input_and_output_p95_ms']:.2f} ms); min {lat['min_ms']:.2f} ms, "
           f"thread CPU time p50 {lat['cpu_p50_ms']:.2f} ms, p95 {lat['cpu_p95_ms']:.2f} ms")
+    if args.audit_rows:
+        res["audit_verify"] = av = audit_verify_speed(args.audit_rows)
+        print(f"audit verify: {av['rows']:,} rows, {av['rows_per_s_median']:,.0f} rows/s median "
+              f"({av['rows_per_s_min']:,.0f}–{av['rows_per_s_max']:,.0f}, {av['repeat']} runs)")
     if args.show_misses:
         for m in res["misses"]:
             print("miss:", m)
@@ -133,6 +177,7 @@ def main(argv=None) -> int:
         Path(args.json_out).write_text(json.dumps(res, ensure_ascii=False, indent=1), encoding="utf-8")
     pii = res["checks"].get("pii", {})
     ok = pii.get("recall", 0) >= 0.95 and pii.get("precision", 0) >= 0.98 and res["clean_fp_rate"] <= 0.02 and lat["p95_ms"] <= 5
+    ok = ok and (not args.audit_rows or res["audit_verify"]["rows_per_s_median"] >= 100_000)
     print("targets:", "met" if ok else "NOT met")
     return 0 if ok else 1
 

@@ -6,11 +6,14 @@
 3. concurrency 1/4/8/16 clients (``--clients``): aggregate tok/s and TTFT p50/p95, ``kogata serve`` vs
    ``python -m llama_cpp.server`` (needs ``llama-cpp-python[server]``; skipped with a note when missing);
 4. gateway RSS serving the GGUF;
-5. ``--load``: 16 clients for 60 s — errors other than 429, RSS growth, p95 latency.
+5. ``--load``: 16 clients for 60 s — errors other than 429, RSS growth, p95 latency;
+6. ``--guard POLICY``: aggregate tok/s at ``--guard-clients`` clients with the guard policy + audit log on ÷ both
+   off (``--no-audit``), the two servers measured in alternation, ``--repeat`` pairs (target ≥ 0.95).
 
     python benchmarks/serve.py --gguf model.gguf --threads 2            # or --artifact NAME from the store
     python benchmarks/serve.py --gguf model.gguf --load --duration 60
     python benchmarks/serve.py --gguf tiny.gguf --quick                 # a few seconds: a smoke run
+    python benchmarks/serve.py --artifact NAME --guard examples/policy-support-desk.yaml --repeat 5
 
 Medians over ``--repeat`` runs with min/max spread; threads, versions and the machine are in the JSON written to
 ``--out``. Run it on a quiet machine: two threads collapse when another process takes a core.
@@ -96,12 +99,32 @@ class Server:
                 self.proc.wait(timeout=10)
 
 
-def kogata_server(home: Path, ref: str, threads: int, parallel: int, ctx: int, max_waiting: int = 64) -> Server:
+def kogata_server(home: Path, ref: str, threads: int, parallel: int, ctx: int, max_waiting: int = 64,
+                  extra: list[str] | None = None) -> Server:
     port = free_port()
     env = {**os.environ, "KOGATA_HOME": str(home), "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT / "src")}
     cmd = [sys.executable, "-m", "kogata", "serve", ref, "--alias", "bench", "--port", str(port), "--threads", str(threads),
-           "--parallel", str(parallel), "--ctx", str(ctx), "--max-waiting", str(max_waiting)]
+           "--parallel", str(parallel), "--ctx", str(ctx), "--max-waiting", str(max_waiting), *(extra or [])]
     return Server(cmd, port, env, "/health")
+
+
+def guard_ratio(home: Path, ref: str, args: argparse.Namespace) -> dict:
+    """Aggregate tok/s with the guard policy and audit log on ÷ off, servers measured in alternation."""
+    modes = {"off": ["--no-audit"], "on": ["--policy", str(Path(args.guard).resolve())]}
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    for r in range(args.repeat):
+        for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):  # alternate who goes first
+            srv = kogata_server(home, ref, args.threads, args.parallel, args.ctx, extra=modes[mode])
+            try:
+                asyncio.run(concurrent(srv.url, 1, 8))  # warm-up
+                runs[mode].append(asyncio.run(concurrent(srv.url, args.guard_clients, args.tokens)))
+            finally:
+                srv.stop()
+    ratios = [on["aggregate_tok_s"] / off["aggregate_tok_s"] for on, off in zip(runs["on"], runs["off"])]
+    return {"policy": args.guard, "clients": args.guard_clients, "pairs": args.repeat, "ratio_on_off": spread(ratios),
+            "on_tok_s": spread([x["aggregate_tok_s"] for x in runs["on"]]),
+            "off_tok_s": spread([x["aggregate_tok_s"] for x in runs["off"]]),
+            "errors": {m: sum(x["errors"] for x in v) for m, v in runs.items()}}
 
 
 def llama_cpp_server(gguf: Path, threads: int, ctx: int) -> Server | None:
@@ -285,6 +308,8 @@ def main() -> None:
     p.add_argument("--load", action="store_true", help="run the 16-client load test instead")
     p.add_argument("--duration", type=float, default=60)
     p.add_argument("--quick", action="store_true", help="a smoke run: 1 repeat, 1/4 clients, 20 requests")
+    p.add_argument("--guard", metavar="POLICY", help="only measure throughput with this guard policy + audit on ÷ off")
+    p.add_argument("--guard-clients", type=int, default=8)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     if args.quick:
@@ -301,6 +326,13 @@ def main() -> None:
     except Exception:  # noqa: BLE001
         pass
 
+    if args.guard:
+        result["guard"] = guard_ratio(home, ref, args)
+        text = json.dumps(result, indent=2, default=str)
+        print(text)
+        if args.out:
+            args.out.write_text(text + "\n", encoding="utf-8")
+        return
     srv = kogata_server(home, ref, args.threads, args.parallel if not args.load else 16, args.ctx)
     try:
         result["gateway_rss_mb"] = rss_mb(srv.proc.pid)

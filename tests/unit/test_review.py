@@ -1,5 +1,5 @@
 """The review queue: which audit rows become items, state transitions, two reviewers at once, a held answer
-released exactly once, user feedback (library and route), and the export read by `data prepare` and lora."""
+released exactly once, user feedback (the route is tested through the serve app in test_serve_guarding.py), and the export read by `data prepare` and lora."""
 
 from __future__ import annotations
 
@@ -171,26 +171,6 @@ def test_feedback(queue):
         queue.record_feedback("chatcmpl-404", -1)
     with pytest.raises(KogataError, match="rating"):
         queue.record_feedback("chatcmpl-1", 5)
-
-
-def test_feedback_route(queue):
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
-    from kogata.serve.routes import feedback
-
-    app = FastAPI()
-    app.include_router(feedback.router)
-    client = TestClient(app)
-    assert client.post("/v1/feedback", json={"response_id": "x", "rating": 1}).status_code == 503
-    app.state.review = queue
-    queue.audit.append(exchange(1))
-    r = client.post("/v1/feedback", json={"response_id": "chatcmpl-1", "rating": -1, "comment": "wrong"})
-    assert r.status_code == 200 and r.json()["state"] == "open"
-    assert queue.get(r.json()["review_item"]).comment == "wrong"
-    r = client.post("/v1/feedback", json={"response_id": "chatcmpl-9", "rating": -1})
-    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_response"
-    assert client.post("/v1/feedback", json={"response_id": "chatcmpl-1", "rating": 3}).status_code == 422
 
 
 def test_export_is_read_by_data_prepare_and_lora(queue, tmp_path):

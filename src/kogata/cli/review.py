@@ -42,11 +42,15 @@ def list_cmd(
     state: str = typer.Option("open", "--state", help="open, approved, corrected, rejected or all."),
     source: str = typer.Option(None, "--source", help="Only items from flag, hold, low_confidence, sample or feedback."),
     limit: int = typer.Option(50, "--limit", help="At most this many items."),
+    as_json: bool = typer.Option(False, "--json", help="Print the items as a JSON list (for scripts)."),
 ) -> None:
     """Items waiting for review (or in another state)."""
     from kogata.ops.review.export import conversation
 
     items = _queue().list(state=None if state == "all" else state, source=source, limit=limit)
+    if as_json:
+        print(json.dumps([it.to_dict() for it in items], ensure_ascii=False, indent=1))
+        return
     if not items:
         console.print("[dim]no review items" + ("" if state == "all" else f" in state {state}"))
         return

@@ -61,10 +61,17 @@ def serve(
     require_keys: bool = typer.Option(None, "--require-keys/--no-require-keys", help="Require API keys on loopback too."),
     ray: bool = typer.Option(None, "--ray", help="Run the engine as Ray Serve replicas behind the same gateway."),
     replicas: int = typer.Option(None, "--replicas", help="Ray Serve replicas (with --ray; default 1)."),
+    policy: Path = typer.Option(None, "--policy", help="Guard policy YAML: input/output checks and their actions "
+                                "(see examples/policy-support-desk.yaml; try it with `kogata guard check`)."),
+    audit: bool = typer.Option(None, "--audit/--no-audit", help="Write one hash-chained audit row per exchange and feed "
+                               "the review queue (default on; `kogata audit verify` checks it)."),
     config: Path = typer.Option(None, "--config", "-c", help="serve.yaml: the same keys as these flags, plus `models:` for several."),
 ) -> None:
     """Serve ARTIFACT on an OpenAI-compatible API: /v1/chat/completions, /v1/completions, /v1/embeddings,
-    /v1/models, /health, /ready, /metrics, /admin/models/{alias}."""
+    /v1/models, /v1/feedback, /v1/held/{id}, /health, /ready, /metrics, /admin/models/{alias}.
+
+    With --policy, every request and answer goes through the guard checks (redact, block with the safe reply,
+    flag for review, hold until a reviewer decides); every exchange is written to the audit log."""
     from kogata.serve.config import build_config
     from kogata.serve.server import run
 
@@ -72,7 +79,7 @@ def serve(
         artifacts=[artifact] if artifact else None, aliases=alias or None, from_optimize=from_out, config_file=config,
         overrides={"host": host, "port": port, "threads": threads, "parallel": parallel, "ctx": ctx,
                    "max_waiting": max_waiting, "request_timeout_s": timeout, "require_keys": require_keys,
-                   "ray": ray, "replicas": replicas},
+                   "ray": ray, "replicas": replicas, "policy": str(policy) if policy else None, "audit": audit},
     )
     names = ", ".join(f"{m.artifact}" + (f" as {'/'.join(m.aliases)}" if m.aliases else "") for m in cfg.models)
 

@@ -13,6 +13,9 @@ checks:
 safe_reply:
   en: "Sorry, I can't help with that here."
   ja: "申し訳ありませんが、その内容にはお答えできません。"
+review:                     # what else goes to the human review queue when served (`kogata serve --policy`)
+  sample_rate: 0.01         # a random 1% of answers
+  low_confidence: -2.0      # answers whose mean token log-probability is below this
 ```
 
 Loading validates everything and fails with one line naming the key (``checks[1].action``); a policy that
@@ -36,7 +39,8 @@ from kogata.data.filters import detect_language
 from kogata.guard.checks import CHECKS, Check
 from kogata.guard.verdict import ACTIONS, WHERE, CheckResult, GuardContext, Verdict, most_severe
 
-_TOP_KEYS = ("version", "name", "checks", "safe_reply")
+_TOP_KEYS = ("version", "name", "checks", "safe_reply", "review")
+_REVIEW_KEYS = ("sample_rate", "low_confidence")
 _ENTRY_KEYS = ("check", "on", "action")
 
 
@@ -52,8 +56,10 @@ class PolicyCheck:
 
 
 class Policy:
-    def __init__(self, checks: list[PolicyCheck], safe_reply: dict[str, str], source: str = "policy"):
+    def __init__(self, checks: list[PolicyCheck], safe_reply: dict[str, str], source: str = "policy",
+                 review: dict[str, Any] | None = None):
         self.checks, self.safe_reply, self.source = checks, safe_reply, source
+        self.review = review or {}  # {"sample_rate": float, "low_confidence": float | None} for the review queue
 
     # ---- loading ---------------------------------------------------------------------------------------------
     @classmethod
@@ -92,7 +98,12 @@ class Policy:
                 if lang not in safe:
                     raise err(f"safe_reply.{lang}", "missing: a check has action 'block', which answers with the safe reply",
                               "add safe_reply: {en: ..., ja: ...}")
-        return cls(checks, {str(k): v for k, v in safe.items()}, source)
+        return cls(checks, {str(k): v for k, v in safe.items()}, source, _load_review(data.get("review"), err))
+
+    @property
+    def needs_logprobs(self) -> bool:
+        """Whether a check reads the answer's token log-probabilities (the engine must compute them)."""
+        return any(c.name == "confidence" for c in self.checks_on("output")) or self.review.get("low_confidence") is not None
 
     # ---- checking ----------------------------------------------------------------------------------------------
     def check_input(self, text: str, ctx: GuardContext | None = None) -> Verdict:
@@ -131,6 +142,27 @@ class Policy:
         from kogata.guard.stream import StreamGuard
 
         return StreamGuard(self, ctx or GuardContext())
+
+
+def _load_review(raw: Any, err) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise err("review", "must be a mapping", "e.g. review: {sample_rate: 0.01, low_confidence: -2.0}")
+    for key in raw:
+        if key not in _REVIEW_KEYS:
+            raise err(f"review.{key}", "unknown key", f"known keys: {', '.join(_REVIEW_KEYS)}")
+    out: dict[str, Any] = {}
+    rate = raw.get("sample_rate", 0.0)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise err("review.sample_rate", f"{rate!r} is not a number in [0, 1]", "e.g. sample_rate: 0.01 reviews 1% of answers")
+    out["sample_rate"] = float(rate)
+    low = raw.get("low_confidence")
+    if low is not None and (isinstance(low, bool) or not isinstance(low, (int, float)) or low > 0):
+        raise err("review.low_confidence", f"{low!r} is not a mean log-probability (a number ≤ 0)",
+                  "e.g. low_confidence: -2.0; leave it out to queue no low-confidence answers")
+    out["low_confidence"] = None if low is None else float(low)
+    return out
 
 
 def redact(text: str, results: list[CheckResult], placeholders: dict[str, str]) -> str:

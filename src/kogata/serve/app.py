@@ -25,17 +25,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kogata import __version__
 from kogata.core.errors import KogataError
+from kogata.serve import ui
 from kogata.serve.alias_records import record_alias
 from kogata.serve.config import ServeConfig
 from kogata.serve.errors import APIError, error_body
 from kogata.serve.gateway.auth import KeyStore
 from kogata.serve.gateway.limits import BodyLimits
 from kogata.serve.gateway.quotas import Quotas, UsageCounter
+from kogata.serve.guarding import Oversight
 from kogata.serve.metrics import ServeMetrics
 from kogata.serve.models import EngineFactory, ModelSet
 from kogata.serve.pipeline import RequestPipeline
-from kogata.serve import ui
-from kogata.serve.routes import admin, health, metrics, openai, search
+from kogata.serve.routes import admin, feedback, health, metrics, openai, search
 from kogata.serve.state import ServeState
 
 log = logging.getLogger("kogata.serve")
@@ -145,9 +146,24 @@ def build_state(config: ServeConfig, *, store: Any = None, engine_factory: Engin
     def on_alias(alias: str, art_id: str, by: str | None, reason: str | None) -> None:
         record_alias(store.engine, alias, art_id, by=by, reason=reason)
 
+    oversight = _oversight(config, store)
     models = ModelSet(config, store, engine_factory=engine_factory, on_alias_change=on_alias)
     return ServeState(config=config, models=models, keys=keys, quotas=Quotas(), usage=UsageCounter(store.engine),
-                      metrics=ServeMetrics(models.stats), pipeline=pipeline or RequestPipeline(), store=store)
+                      metrics=ServeMetrics(models.stats), pipeline=pipeline or oversight.pipeline(), store=store,
+                      oversight=oversight)
+
+
+def _oversight(config: ServeConfig, store: Any) -> Oversight:
+    """The guard policy (validated now: a bad one stops the server before it binds), the audit log, the review queue."""
+    policy = None
+    if config.policy:
+        from kogata.guard import Policy
+
+        policy = Policy.load(config.policy)
+        if not config.audit and any(c.action == "hold" for c in policy.checks):
+            raise KogataError(f"{config.policy}: a check holds answers for review, which needs the audit log",
+                              "serve with the audit log on (drop `audit: false` / --no-audit) or change the hold actions")
+    return Oversight.open(store, policy=policy, audit=config.audit)
 
 
 def create_app(config: ServeConfig, *, store: Any = None, engine_factory: EngineFactory | None = None,
@@ -183,7 +199,7 @@ def create_app(config: ServeConfig, *, store: Any = None, engine_factory: Engine
                               "artifact in the x-kogata-artifact header.")
     app.state.kogata = state
     _install_handlers(app)
-    for r in (openai.router, search.router, admin.router, health.router, metrics.router):
+    for r in (openai.router, feedback.router, search.router, admin.router, health.router, metrics.router):
         app.include_router(r)
     ui.install(app)
     app.add_middleware(BodyLimits, max_body_bytes=config.max_body_bytes)
@@ -206,3 +222,8 @@ def _shutdown(state: ServeState) -> None:
     except Exception as exc:  # noqa: BLE001
         log.warning("usage flush at shutdown failed: %s", exc)
     state.models.close(drain=True)
+    if state.oversight is not None:
+        try:
+            state.oversight.close()  # signs a last checkpoint over the rows written since the previous one
+        except Exception as exc:  # noqa: BLE001
+            log.warning("closing the audit log failed: %s", exc)

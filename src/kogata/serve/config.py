@@ -66,6 +66,8 @@ class ServeConfig(BaseModel):
     ray: bool = False
     replicas: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
+    policy: str | None = None  # guard policy YAML (kogata.guard): input/output checks and their actions
+    audit: bool = True  # one hash-chained audit row per exchange, and the review queue fed from them
 
     @property
     def keys_required(self) -> bool:

@@ -83,6 +83,9 @@ class Generation:
         self.param = param
         self.default_max = default_max  # max_tokens was not in the request: may shrink to fit the context
         self.engine = lease.model.backend
+        self.client_logprobs = bool(gen.logprobs)  # what the client asked; the checks may need them anyway
+        if state.pipeline.needs_logprobs:
+            gen.logprobs = True
         self.labels = labels_for(lease.alias, lease.model.id, who.name)
         self.t0 = time.perf_counter()
         self.deadline = time.monotonic() + state.config.request_timeout_s
@@ -99,6 +102,7 @@ class Generation:
         self._finished = False
         self._closed = False
         self.canned: str | None = None  # the input check blocked: answer with this text, no engine call
+        self._collected = False  # collect() ran: texts() replays the collected answer
 
     # ---- submission --------------------------------------------------------------------------------
     async def start(self) -> Generation:
@@ -187,6 +191,10 @@ class Generation:
     # ---- reading -----------------------------------------------------------------------------------
     async def texts(self) -> AsyncIterator[tuple[str, float | None]]:
         """(text safe to send, logprob of that piece) until the end; then :attr:`outcome` is complete."""
+        if self._collected:  # replay what collect() gathered (a stream the policy could have held)
+            for text, lp in self._replay():
+                yield text, lp
+            return
         if self.canned is not None:
             self.outcome.text = self.canned
             self.outcome.finish_reason = "content_filter"
@@ -195,10 +203,13 @@ class Generation:
         piece = self._first
         self._first = None
         while piece is not None:
+            if piece.logprob is not None and piece.token_ids:
+                per_token = piece.logprob / len(piece.token_ids)
+                self.ctx.logprobs.extend([per_token] * len(piece.token_ids))
             if piece.text:
                 out = self.guard.feed(piece.text)
                 self.outcome.text += out
-                if self.gen.logprobs:
+                if self.client_logprobs:
                     self.outcome.pieces.append((out, piece.logprob))
                 if out:
                     yield out, piece.logprob
@@ -222,8 +233,26 @@ class Generation:
         async for _ in self.texts():
             pass
         if self.output_decision.action in ("block", "redact") and self.output_decision.text is not None:
+            if self.output_decision.text != self.outcome.text:
+                self.outcome.pieces = []  # the whole answer is replaced: per-piece log-probabilities no longer apply
             self.outcome.text = self.output_decision.text  # non-streaming: the whole answer can still be replaced
+        self._collected = True
         return self.outcome
+
+    def _replay(self) -> list[tuple[str, float | None]]:
+        if self.client_logprobs and self.outcome.pieces:
+            return list(self.outcome.pieces)
+        return [(self.outcome.text, None)] if self.outcome.text else []
+
+    @property
+    def may_hold(self) -> bool:
+        """Whether the answer could be held for a reviewer (then nothing streams until it is decided)."""
+        return self.input_decision.action == "hold" or bool(getattr(self.guard, "hold_all", False))
+
+    @property
+    def held(self) -> bool:
+        """The answer waits for a reviewer (known once the answer is complete)."""
+        return "hold" in (self.input_decision.action, self.output_decision.action)
 
     # ---- the end -----------------------------------------------------------------------------------
     def finish(self, status: str = "ok") -> None:
@@ -243,6 +272,8 @@ class Generation:
                                           finish_reason=o.finish_reason if status == "ok" else status,
                                           ttft_s=self._ttft, token_gaps=self._gaps, e2e_s=e2e,
                                           queue_s=getattr(self.stream, "queue_time_s", None))
+        if status == "ok" and self.held:
+            status = "held"
         if st.pipeline.records:
             st.pipeline.record(self.ctx, {
                 "request_id": self.ctx.request_id, "endpoint": self.ctx.endpoint, "key_name": self.who.name,

@@ -145,3 +145,16 @@ def text_chunk(rid: str, created: int, alias: str, artifact_id: str, text: str, 
         "choices": [{"index": 0, "text": text, "finish_reason": finish,
                      "logprobs": _text_logprobs([logprob]) if logprob is not None else None}],
     }
+
+
+def held_response(rid: str, alias: str, artifact_id: str, endpoint: str, review_item: int | None,
+                  usage: dict[str, int]) -> dict[str, Any]:
+    """The ``202`` body of an answer the policy held for a reviewer: OpenAI's shape with no choices yet, and a
+    ``kogata`` object saying where to poll (``GET /v1/held/{id}`` answers with the reviewed completion)."""
+    return {
+        "id": rid, "object": "chat.completion" if endpoint == "chat.completions" else "text_completion",
+        "created": int(time.time()), "model": alias, "system_fingerprint": fingerprint(artifact_id),
+        "choices": [], "usage": usage,
+        "kogata": {"status": "pending", "review_item": review_item, "poll": f"/v1/held/{rid}",
+                   "message": "the answer is held for a human reviewer; poll the URL until it is released"},
+    }

@@ -10,6 +10,8 @@ Guardrails (:mod:`kogata.guard`) and the audit log (:mod:`kogata.ops.audit`) plu
     )
     app = create_app(config, pipeline=pipeline)
 
+:mod:`kogata.serve.guarding` builds the real one from a guard policy, the audit log and the review queue.
+
 A verdict-like object has ``action`` (``allow|redact|block|flag|hold``) and ``text`` (what to use instead,
 e.g. the redacted text or the safe reply). ``record`` runs before the response (or the final SSE event) is
 sent, so an acknowledged answer always has its audit row. Nothing here logs prompt or output text.
@@ -35,6 +37,7 @@ class RequestContext:
     prompt: str | None = None
     json_schema: dict[str, Any] | None = None
     language: str | None = None
+    logprobs: list[float] = field(default_factory=list)  # the answer's token log-probabilities, as they stream
     extra: dict[str, Any] = field(default_factory=dict)
 
     def guard_ctx(self) -> dict[str, Any]:
@@ -81,10 +84,12 @@ class RequestPipeline:
         check_input: Callable[[RequestContext, str], Any] | None = None,
         output_guard: Callable[[RequestContext], OutputGuard] | None = None,
         record: Callable[[RequestContext, dict[str, Any]], None] | None = None,
+        needs_logprobs: bool = False,
     ):
         self._check_input = check_input
         self._output_guard = output_guard
         self._record = record
+        self.needs_logprobs = needs_logprobs  # the engine computes token log-probabilities for the checks
 
     @property
     def records(self) -> bool:

@@ -26,6 +26,7 @@ class ServeState:
     metrics: ServeMetrics
     pipeline: RequestPipeline
     store: Any = None
+    oversight: Any = None  # kogata.serve.guarding.Oversight: the guard policy, audit log and review queue
 
 
 def get_state(request: Request) -> ServeState:

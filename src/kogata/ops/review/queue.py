@@ -189,11 +189,13 @@ class ReviewQueue:
             raise KogataError(f"review item {item_id} does not exist", "list items with `kogata review list`")
         return ReviewItem.from_row(row)
 
-    def find(self, response_id: str, *, state: str | None = None) -> ReviewItem | None:
-        """The newest item for a response (optionally in ``state``)."""
+    def find(self, response_id: str, *, state: str | None = None, source: str | None = None) -> ReviewItem | None:
+        """The newest item for a response (optionally in ``state``, from ``source``)."""
         stmt = select(T).where(T.c.response_id == response_id).order_by(T.c.id.desc()).limit(1)
         if state is not None:
             stmt = stmt.where(T.c.state == state)
+        if source is not None:
+            stmt = stmt.where(T.c.source == source)
         with self.engine.connect() as conn:
             row = conn.execute(stmt).first()
         return ReviewItem.from_row(row) if row else None

@@ -94,10 +94,14 @@ async def _run(request: Request, state: ServeState, who: Principal, body: Any, e
     g = Generation(state, lease, who, ctx, gen, param="messages" if gen.messages is not None else "prompt",
                    default_max=default_max)
     await g.start()  # raises APIError (400/429/503/504) and releases the lease on failure
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    include_usage = bool(body.stream and body.stream_options and body.stream_options.include_usage)
+
+    def events() -> EngineSSE:
         content = _chat_events(g, rid, include_usage) if endpoint == "chat.completions" else _text_events(g, rid, include_usage)
         return EngineSSE(content, g)
+
+    if body.stream and not g.may_hold:
+        return events()
     watcher = asyncio.ensure_future(watch_disconnect(request.receive, g.close))
     try:
         out = await g.collect()
@@ -107,8 +111,13 @@ async def _run(request: Request, state: ServeState, who: Principal, body: Any, e
     finally:
         watcher.cancel()
         g.close()
-    g.finish()
-    pieces = out.pieces if gen.logprobs else None
+    g.finish()  # the audit row is committed before anything is sent
+    if g.held:
+        return JSONResponse(io.held_response(rid, lease.alias, lease.model.id, endpoint, g.ctx.extra.get("review_item"), g.usage()),
+                            status_code=202, headers={"Location": f"/v1/held/{rid}", "Retry-After": "5"})
+    if body.stream:  # the policy could have held the answer, so it was gathered first: now it streams
+        return events()
+    pieces = out.pieces if g.client_logprobs else None
     if endpoint == "chat.completions":
         return JSONResponse(io.chat_completion(rid, lease.alias, lease.model.id, out.text, out.finish_reason, g.usage(), pieces))
     echo = gen.prompt if getattr(body, "echo", False) else ""
@@ -121,7 +130,7 @@ async def _chat_events(g: Generation, rid: str, include_usage: bool):
     yield sse(io.chat_chunk(rid, created, alias, art, {"role": "assistant", "content": ""}))
     try:
         async for text, lp in g.texts():
-            yield sse(io.chat_chunk(rid, created, alias, art, {"content": text}, logprob=(text, lp) if g.gen.logprobs else None))
+            yield sse(io.chat_chunk(rid, created, alias, art, {"content": text}, logprob=(text, lp) if g.client_logprobs else None))
     except Exception as exc:  # headers are sent: the error goes into the stream, as OpenAI does
         g.finish("timeout" if isinstance(exc, TimeoutError) else "error")
         yield sse(map_engine_error(exc, param=g.param).body())
@@ -137,7 +146,7 @@ async def _text_events(g: Generation, rid: str, include_usage: bool):
     created, alias, art = int(time.time()), g.lease.alias, g.lease.model.id
     try:
         async for text, lp in g.texts():
-            yield sse(io.text_chunk(rid, created, alias, art, text, logprob=(text, lp) if g.gen.logprobs else None))
+            yield sse(io.text_chunk(rid, created, alias, art, text, logprob=(text, lp) if g.client_logprobs else None))
     except Exception as exc:  # headers are sent: the error goes into the stream, as OpenAI does
         g.finish("timeout" if isinstance(exc, TimeoutError) else "error")
         yield sse(map_engine_error(exc, param=g.param).body())
