@@ -81,7 +81,7 @@ def test_swap_under_load_fails_no_request(swappable, admin_token, store):
     models = httpx.get(swappable.url + "/v1/models", headers={"Authorization": f"Bearer {admin_token}"}, timeout=10).json()
     assert [(m["id"], m["artifact_id"]) for m in models["data"]] == [("prod", new.id)]
 
-    from kogata.serve.alias_records import alias_history
+    from kogata.ops.aliases import alias_history
 
     rows = alias_history(store.engine, "prod")
     assert rows[-1]["artifact_id"] == new.id and rows[-1]["previous_id"] == old.id

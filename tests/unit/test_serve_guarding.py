@@ -85,6 +85,8 @@ def test_support_policy_blocks_redacts_flags_and_audits(home):
                 "max_tokens": 8, "seed": 2, "stream": True}) as s:
             lines = [x for x in s.iter_lines() if x.startswith("data: ")]
         assert lines[-1] == "data: [DONE]"
+        metrics = client.get("/metrics").text
+        assert 'kogata:guard_hits_total{action="block",check="injection",model_name="prod",where="input"} 1.0' in metrics
 
     audit = AuditLog.open(home)
     rows = {e.record.response_id: e for e in audit.iter_rows()}
@@ -178,3 +180,18 @@ def test_bad_policy_stops_the_server_before_it_starts(home, tmp_path, capsys, mo
     code, out, err = run_cli(capsys, monkeypatch, "serve", "tiny", "--policy", str(bad), "--port", "0")
     assert code == 2
     assert "checks[0].check" in err and len(err.strip().splitlines()) <= 2
+
+
+def test_monitor_publishes_drift_gauges(home, tmp_path):
+    import time
+
+    ref = tmp_path / "questions.jsonl"
+    ref.write_text("".join(f'{{"question": "How do I clean filter number {i}?", "answer": "Rinse it."}}\n' for i in range(60)),
+                   encoding="utf-8")
+    with _client(home, None, monitor={"reference": [str(ref)], "every_s": 5, "min_window": 1}) as client:
+        _wait_healthy(client)
+        deadline = time.monotonic() + 30
+        while "kogata:drift_window_requests" not in (text := client.get("/metrics").text):
+            assert time.monotonic() < deadline, "no drift gauges after 30 s"
+            time.sleep(0.1)
+        assert 'kogata:drift_alert{signal="language_mix"}' in text

@@ -143,3 +143,12 @@ def path_(ref: str = typer.Argument(..., help="Artifact name or id (prefix).")) 
     typer.echo(str(art.gguf_path if art.format == "gguf" else art.path))
 
 
+
+
+def _add_alias_commands() -> None:
+    from kogata.cli.models_alias import app as alias_app
+
+    app.add_typer(alias_app, name="alias")
+
+
+_add_alias_commands()

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,8 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kogata import __version__
 from kogata.core.errors import KogataError
+from kogata.ops.aliases import record_alias
 from kogata.serve import ui
-from kogata.serve.alias_records import record_alias
 from kogata.serve.config import ServeConfig
 from kogata.serve.errors import APIError, error_body
 from kogata.serve.gateway.auth import KeyStore
@@ -184,13 +185,16 @@ def create_app(config: ServeConfig, *, store: Any = None, engine_factory: Engine
 
         loader = threading.Thread(target=load, name="kogata-load", daemon=True)
         loader.start()
-        flusher = asyncio.create_task(_flush_loop(state))
+        tasks = [asyncio.create_task(_flush_loop(state))]
+        if config.monitor is not None and state.oversight is not None and state.oversight.audit is not None:
+            tasks.append(asyncio.create_task(_monitor_loop(state)))
         try:
             yield
         finally:
-            flusher.cancel()
-            with contextlib.suppress(BaseException):
-                await flusher
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
             loader.join(timeout=1)
             await asyncio.to_thread(_shutdown, state)
 
@@ -214,6 +218,24 @@ async def _flush_loop(state: ServeState) -> None:
             await asyncio.to_thread(state.usage.flush)
         except Exception as exc:  # noqa: BLE001 - counters are kept and retried
             log.warning("usage flush failed: %s", exc)
+
+
+async def _monitor_loop(state: ServeState) -> None:
+    """Every ``monitor.every_s``: the drift signals of the last ``monitor.window`` of traffic → /metrics gauges."""
+    from kogata.ops.audit.export import parse_since
+    from kogata.ops.drift import Thresholds, check, reference_from_files, served
+
+    mon = state.config.monitor
+    reference = await asyncio.to_thread(reference_from_files, [Path(p) for p in mon.reference])
+    while True:
+        try:
+            current = await asyncio.to_thread(served, state.oversight.audit, since_us=parse_since(mon.window))
+            report = await asyncio.to_thread(check, current, reference, thresholds=Thresholds(min_window=mon.min_window))
+            state.metrics.set_drift(report)
+            state.drift = report
+        except Exception as exc:  # noqa: BLE001 - monitoring must never take the server down
+            log.warning("drift check failed: %s", exc)
+        await asyncio.sleep(mon.every_s)
 
 
 def _shutdown(state: ServeState) -> None:

@@ -46,6 +46,17 @@ class ModelEntry(BaseModel):
         return v
 
 
+class MonitorConfig(BaseModel):
+    """``monitor:`` in serve.yaml: drift signals on recent traffic, published on /metrics (``kogata:drift_*``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference: list[str] = Field(min_length=1)  # the suite's data / a corpus of questions (any format kogata data reads)
+    window: str = "1h"  # how far back each check looks
+    every_s: float = Field(default=300.0, ge=5)
+    min_window: int = Field(default=50, ge=1)
+
+
 class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -68,6 +79,7 @@ class ServeConfig(BaseModel):
     log_level: str = "info"
     policy: str | None = None  # guard policy YAML (kogata.guard): input/output checks and their actions
     audit: bool = True  # one hash-chained audit row per exchange, and the review queue fed from them
+    monitor: MonitorConfig | None = None
 
     @property
     def keys_required(self) -> bool:

@@ -272,6 +272,8 @@ class Generation:
                                           finish_reason=o.finish_reason if status == "ok" else status,
                                           ttft_s=self._ttft, token_gaps=self._gaps, e2e_s=e2e,
                                           queue_s=getattr(self.stream, "queue_time_s", None))
+        for d in (self.input_decision, self.output_decision):
+            st.metrics.observe_guard(self.lease.alias, d.detail)
         if status == "ok" and self.held:
             status = "held"
         if st.pipeline.records:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 LABELS = ("model_name", "artifact_id", "key_name")
@@ -53,6 +53,14 @@ class ServeMetrics:
         self.generation_tokens = Counter("kogata:generation_tokens", "Tokens generated.", LABELS, registry=r)
         self.success = Counter("kogata:request_success", "Finished generation requests by finish reason.", LABELS + ("finished_reason",), registry=r)
         self.requests = Counter("kogata:http_requests", "HTTP requests by route and status code.", ("route", "status", "key_name"), registry=r)
+        self.guard = Counter("kogata:guard_hits", "Guard checks that fired, by where they ran and their action.",
+                             ("model_name", "check", "where", "action"), registry=r)
+        self.drift_effect = Gauge("kogata:drift_effect", "Each drift signal's effect size on the last monitored window.",
+                                  ("signal",), registry=r)
+        self.drift_threshold = Gauge("kogata:drift_threshold", "The effect size at which the signal alerts.", ("signal",), registry=r)
+        self.drift_p_value = Gauge("kogata:drift_p_value", "The signal's test p-value on the last window.", ("signal",), registry=r)
+        self.drift_alert = Gauge("kogata:drift_alert", "1 while the signal alerts.", ("signal",), registry=r)
+        self.drift_window = Gauge("kogata:drift_window_requests", "Requests in the last monitored window.", registry=r)
         if engine_stats is not None:
             r.register(_EngineGauges(engine_stats))
 
@@ -74,6 +82,23 @@ class ServeMetrics:
         self.e2e.labels(*lv).observe(e2e_s)
         if queue_s is not None:
             self.queue.labels(*lv).observe(queue_s)
+
+    def observe_guard(self, alias: str, verdict: Any) -> None:
+        """Count the fired checks of a guard verdict (anything with ``where`` and ``fired()``)."""
+        fired = getattr(verdict, "fired", None)
+        if not callable(fired):
+            return
+        for r in fired():
+            self.guard.labels(alias, r.check, getattr(verdict, "where", "-"), r.action).inc()
+
+    def set_drift(self, report: Any) -> None:
+        """Publish a :class:`kogata.ops.drift.DriftReport`'s signals as gauges."""
+        self.drift_window.set(report.n)
+        for s in report.signals:
+            self.drift_alert.labels(s.name).set(1.0 if s.alert else 0.0)
+            for gauge, v in ((self.drift_effect, s.effect), (self.drift_threshold, s.threshold), (self.drift_p_value, s.p_value)):
+                if v is not None:
+                    gauge.labels(s.name).set(v)
 
     def observe_http(self, route: str, status: int, key_name: str) -> None:
         self.requests.labels(route, str(status), key_name).inc()

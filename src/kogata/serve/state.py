@@ -27,6 +27,7 @@ class ServeState:
     pipeline: RequestPipeline
     store: Any = None
     oversight: Any = None  # kogata.serve.guarding.Oversight: the guard policy, audit log and review queue
+    drift: Any = None  # the last kogata.ops.drift.DriftReport of the monitor loop (serve.yaml `monitor:`)
 
 
 def get_state(request: Request) -> ServeState:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from kogata.core.errors import KogataError
-from kogata.serve.alias_records import alias_history
+from kogata.ops.aliases import alias_history
 from kogata.serve.config import ALIAS_PATTERN
 from kogata.serve.errors import APIError
 from kogata.serve.gateway.auth import Principal

@@ -1,4 +1,4 @@
-"""Which artifact served which alias, when: ``aliases`` (now) and ``alias_history`` (every change).
+"""Model aliases (``production``, ``candidate``, ``previous`` …): ``aliases`` (now) and ``alias_history`` (every change).
 
 Read later by rollback and promotion; written by ``kogata serve`` at start and by every hot swap.
 """
@@ -38,3 +38,25 @@ def alias_history(engine: Engine, name: str | None = None) -> list[dict[str, Any
     with Session(engine) as s:
         return [{"name": r.name, "artifact_id": r.artifact_id, "previous_id": r.previous_id, "at": r.at, "by": r.by,
                  "reason": r.reason} for r in s.execute(q).scalars()]
+
+
+def current_aliases(engine: Engine) -> dict[str, dict[str, Any]]:
+    """Every alias now: name → {artifact_id, updated, by, reason}."""
+    with Session(engine) as s:
+        return {r.name: {"artifact_id": r.artifact_id, "updated": r.updated, "by": r.updated_by, "reason": r.reason}
+                for r in s.execute(select(Alias).order_by(Alias.name)).scalars()}
+
+
+def rollback_alias(engine: Engine, name: str, *, by: str | None, reason: str | None = None) -> str:
+    """Point ``name`` back at the artifact it named before its last change; returns that artifact id."""
+    from kogata.core.errors import KogataError
+
+    history = alias_history(engine, name)
+    if not history:
+        raise KogataError(f"alias {name!r} does not exist", "list aliases with `kogata models alias show`")
+    previous = history[-1]["previous_id"]
+    if previous is None:
+        raise KogataError(f"alias {name!r} has no earlier artifact to roll back to",
+                          f"set one with `kogata models alias set {name} ARTIFACT`")
+    record_alias(engine, name, previous, by=by, reason=reason or f"rollback from {history[-1]['artifact_id']}")
+    return previous
