@@ -21,6 +21,7 @@ from kogata.ops.drift import signals as sig
 from kogata.ops.drift.window import Exchange, from_texts
 
 REPORT_VERSION = 1
+_QUESTION_KEYS = ("question", "query", "prompt", "instruction", "input")  # what a user would have asked
 
 
 @dataclass
@@ -120,8 +121,8 @@ def reference_from_files(paths: list[Path]) -> list[Exchange]:
     result = read_inputs([Path(p) for p in paths])
     texts = []
     for r in result.records:
-        key = r.content_keys[0] if r.kind == "qa" and r.content_keys else None
-        texts.append(str(r.fields.get(key)) if key else r.text)
+        key = next((k for k in _QUESTION_KEYS if isinstance(r.fields.get(k), str)), None)
+        texts.append(r.fields[key] if key else r.text)
     ex = from_texts(texts)
     if not ex:
         raise KogataError(f"no reference texts in {', '.join(map(str, paths))}", "give the suite's data or a corpus of questions")
