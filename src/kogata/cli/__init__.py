@@ -26,7 +26,7 @@ def _register_optional() -> None:
     """Commands living in their own modules; each registers itself on ``app``."""
     import importlib
 
-    for mod in ("eval", "compress", "optimize", "data", "guard", "serve", "audit", "review", "monitor", "search", "users"):
+    for mod in ("eval", "compress", "optimize", "data", "guard", "serve", "audit", "review", "monitor", "improve", "search", "users"):
         try:
             importlib.import_module(f"{__name__}.{mod}").register(app)
         except ModuleNotFoundError as exc:
