@@ -111,6 +111,21 @@ def test_items_needed_none_when_the_estimate_is_beyond_the_margin():
     assert items_needed({"improvement": 0.0, "n": 20, "se": 0.05}, 0.05) == 77  # (1.96 · 0.05·√20 / 0.05)²
 
 
+def test_the_compared_metric_is_the_task_types_own_primary(monkeypatch):
+    # the decision asks the task-type registry, so a new task type needs no edit in optimize/
+    from kogata.eval.tasks import TASK_TYPES
+    from kogata.optimize.noninferiority import primary_metric
+
+    class _Fake:
+        primary = ("acc_norm", "acc")
+
+    monkeypatch.setitem(TASK_TYPES, "fake_choice", _Fake)
+    assert primary_metric({"type": "fake_choice", "metrics": {"acc": {}, "acc_norm": {}}}) == "acc_norm"
+    assert primary_metric({"type": "perplexity", "metrics": {"token_perplexity": {}, "word_perplexity": {}, "bits_per_byte": {}}}) == "bits_per_byte"
+    assert primary_metric({"type": "generate", "metrics": {"exact_match": {}, "f1": {}}}) == "f1"
+    assert primary_metric({"type": "unknown", "metrics": {"x": {}, "y": {}}}) == "x" and primary_metric({"type": "generate"}) is None
+
+
 def test_nothing_passes_gives_structured_next_steps():
     entries = [_entry("base", {"intent": _acc_task(BASE)}, 100, 1000, verdict="FAIL")]
     entries[0]["kpi"]["gates"] = [{"metric": "intent.acc", "op": ">=", "threshold": 0.5, "value": 0.35, "pass": False, "margin_pct": -30.0}]

@@ -85,3 +85,29 @@ def test_every_builtin_declaration_is_complete():
     for name, space in search_spaces():
         assert space.role in ("weights", "transform") and space.help and name in METHODS
         assert params_of({"enabled": True, "a": 1}) == {"a": 1}
+
+
+def test_lora_and_prune_depth_declare_their_search_in_their_own_modules():
+    # the declaration is the registry entry its method module makes; optimize/ only reads the registry
+    from kogata.methods.lora.method import LORA_SPACE
+    from kogata.methods.prune.method import PRUNE_DEPTH_SPACE
+    from kogata.methods.registry import get_method
+    from kogata.optimize.space import spaces
+
+    assert get_method("lora").search_space is LORA_SPACE and get_method("prune-depth").search_space is PRUNE_DEPTH_SPACE
+    assert spaces()["lora"] is LORA_SPACE and spaces()["prune_depth"] is PRUNE_DEPTH_SPACE
+
+
+def test_lora_and_prune_depth_candidates(tmp_path):
+    search = ("  quantize: [Q8_0]\n  trim_vocab: {enabled: false}\n  lora: {enabled: true, max_minutes: 3}\n"
+              "  prune_depth: {enabled: true, keep_ratios: [0.5], distill_minutes: 2}\n")
+    cands = generate(load_project(_write(tmp_path, search, data=True)))
+    assert [c.label for c in cands] == ["baseline (float)", "Q8_0", "LoRA + Q8_0", "prune 50% + distill + Q8_0"]
+    lora, prune = cands[2], cands[3]
+    assert lora.steps[:2] == [{"method": "lora", "params": {"max_minutes": 3}}, {"method": "merge", "params": {}}]
+    assert (lora.family, lora.extra_minutes, lora.keep_ratio) == ("lora", 3.0, 1.0)
+    assert prune.steps[:2] == [{"method": "prune-depth", "params": {"target_ratio": 0.5}},
+                               {"method": "distill", "params": {"teacher": "smollm2-135m", "max_minutes": 2.0}}]
+    assert (prune.family, prune.extra_minutes, prune.keep_ratio) == ("prune", 2.0, 0.5)
+    with pytest.raises(KogataError, match="keep_ratios"):
+        load_project(_write(tmp_path, "  prune_depth: {enabled: true, keep_ratios: [1.5]}\n"))

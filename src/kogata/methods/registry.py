@@ -81,12 +81,6 @@ def register_method(name: str, config_cls: type, *, input_formats: tuple[str, ..
     return deco
 
 
-def attach_search_space(name: str, space: SearchSpace) -> None:
-    """Give an already registered method its search-space declaration (for methods declared elsewhere)."""
-    _load_builtin_methods()
-    METHODS[name] = dataclasses.replace(get_method(name), search_space=space)
-
-
 def search_spaces() -> list[tuple[str, SearchSpace]]:
     """(method name, declaration) of every registered method that the optimize search can propose."""
     _load_builtin_methods()

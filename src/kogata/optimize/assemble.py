@@ -7,6 +7,7 @@ from typing import Any
 
 from kogata import __version__
 from kogata.optimize.decide import decide
+from kogata.optimize.reasons import stored_fields
 
 
 def assemble(search: Any) -> dict[str, Any]:
@@ -18,7 +19,7 @@ def assemble(search: Any) -> dict[str, Any]:
     entries, candidates = [], []
     for r in rows:
         rec = {"key": r.key, "label": r.label, "family": r.candidate["family"], "steps": r.candidate["steps"],
-               "status": r.status, "reason": r.reason, "duration_s": r.duration_s, "entry": None}
+               "status": r.status, **stored_fields(r.reason), "duration_s": r.duration_s, "entry": None}
         if r.entry:
             e = dict(r.entry)
             e["candidate"] = {"key": r.key, "label": r.label, "family": r.candidate["family"], "steps": r.candidate["steps"]}

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kogata.optimize.project import Project
+from kogata.optimize.reasons import Reason
 from kogata.optimize.space import bits_of, family_info
 
 BASELINE_LABEL = "baseline (float)"  # reports show it in their own language
@@ -78,21 +79,21 @@ def generate(project: Project) -> list[Candidate]:
 
 
 def skip_reason(c: Candidate, done: list[dict[str, Any]], base_bytes: int, remaining_s: float, eval_s: float,
-                quality_gates: set[str]) -> str | None:
+                quality_gates: set[str]) -> Reason | None:
     """Why ``c`` need not be tried given finished candidates (dicts with candidate, verdict, bytes, failed), or None."""
     passing = [d for d in done if d.get("verdict") == "PASS"]
     if c.rel_size is not None and passing:
         est = c.rel_size * base_bytes
         best = min(passing, key=lambda d: d["bytes"])
         if best["bytes"] <= est:
-            return f"cannot be smaller than {best['label']}, which already passes every KPI"
+            return Reason("reason_smaller_passes", {"label": best["label"]})
     for d in done:
         prev = d["candidate"]
         failed_quality = [g for g in d.get("failed", []) if g in quality_gates]
         if (prev["family"] == c.family and prev["steps"][:-1] == c.steps[:-1] and failed_quality
                 and bits_of(c.quant) < bits_of(prev["quant"])):
-            return f"{prev['label']} already misses {', '.join(failed_quality)}; {c.quant} quantizes harder"
+            return Reason("reason_quantizes_harder", {"label": prev["label"], "gates": ", ".join(failed_quality), "quant": c.quant})
     need = c.build_estimate_s() + eval_s
     if need > remaining_s:
-        return f"not enough budget left (needs ~{need / 60:.1f} min, {max(remaining_s, 0) / 60:.1f} min left)"
+        return Reason("reason_no_budget", {"need_min": need / 60, "left_min": max(remaining_s, 0) / 60})
     return None

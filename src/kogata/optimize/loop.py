@@ -16,6 +16,7 @@ from kogata.artifacts.store import Store
 from kogata.core.errors import KogataError
 from kogata.optimize.candidates import generate, skip_reason
 from kogata.optimize.project import Project
+from kogata.optimize.reasons import Reason, failed
 from kogata.optimize.state import SearchState
 
 FINISHED = ("done", "failed", "skipped")
@@ -178,8 +179,8 @@ class Search:
                 remaining = self.remaining_s() - self._confirm_reserve_s(baseline_row)
                 reason = skip_reason(cand, done, base_bytes, remaining, eval_s, self.quality_gates)
                 if reason:
-                    self.state.update(row.key, status="skipped", reason=reason)
-                    self.on_event("skipped", {"label": row.label, "reason": reason})
+                    self.state.update(row.key, status="skipped", reason=reason.dumps())
+                    self.on_event("skipped", {"label": row.label, **reason.fields()})
                     continue
             batch.append(row)
             if row.position == 0 or len(batch) >= executor.parallel:
@@ -195,8 +196,9 @@ class Search:
             row = next(r for r in batch if r.key == key)
             spent = time.time() - started
             if isinstance(result, BaseException):
-                self.state.update(key, status="failed", reason=str(result), duration_s=spent)
-                self.on_event("failed", {"label": row.label, "reason": str(result)})
+                reason = failed(result)
+                self.state.update(key, status="failed", reason=reason.dumps(), duration_s=spent)
+                self.on_event("failed", {"label": row.label, **reason.fields()})
                 if row.position == 0:
                     self.state.add_time(time.time() - started)
                     raise result
@@ -205,7 +207,7 @@ class Search:
                 status = "done" if entry.get("status") == "ok" else "failed"
                 self.state.update(key, status=status, entry=entry, artifact_id=result["artifact_id"],
                                   artifact_ids=result["artifact_ids"] or [result["artifact_id"]], duration_s=spent,
-                                  reason=entry.get("error"))
+                                  reason=failed(entry["error"]).dumps() if entry.get("error") else None)
                 self.on_event("done", {"label": row.label, "entry": entry, "position": row.position})
         self.state.add_time(time.time() - started)
         if batch[0].position == 0:
@@ -259,7 +261,7 @@ class Search:
             return True
         q_s = (row.entry.get("timings") or {}).get("quality_s", 0.0) * self.full_over_screen
         if q_s > self.remaining_s() and row.position > 0:
-            self.on_event("skipped", {"label": row.label, "reason": f"no budget left to confirm on all items (needs ~{q_s / 60:.1f} min)"})
+            self.on_event("skipped", {"label": row.label, **Reason("reason_no_budget_confirm", {"need_min": q_s / 60}).fields()})
             return False
         self.on_event("start", {"label": f"{row.label} (confirm)", "position": row.position, "total": len(self.state.rows())})
         started = time.time()

@@ -24,20 +24,19 @@ from typing import Any
 import numpy as np
 
 from kogata.eval.metrics import lower_is_better
+from kogata.eval.tasks import primary_metric as primary_of_type
 
 RESAMPLES = 2000
 SEED = 20240611
 Z = 1.96
 DEFAULT_ABS_MARGIN = 0.05  # accuracy-like scores in [0, 1]: lose at most 5 points
 DEFAULT_REL_MARGIN = 0.02  # bits/byte, perplexity: at most 2% worse
-PRIMARY = {"generate": ("f1", "rouge_l", "accuracy", "exact_match"), "multiple_choice": ("acc", "acc_norm"),
-           "perplexity": ("bits_per_byte",)}
 PERPLEXITY_DENOMINATORS = {"bits_per_byte": "n_bytes", "token_perplexity": "n_tokens", "word_perplexity": "n_words"}
 
 
 def primary_metric(task: dict[str, Any]) -> str | None:
-    metrics = task.get("metrics") or {}
-    return next((m for m in PRIMARY.get(task.get("type", ""), ()) if m in metrics), next(iter(metrics), None))
+    """The metric a task result (results.json ``quality[task]``) is compared on: its task type's ``primary``."""
+    return primary_of_type(task.get("type", ""), task.get("metrics") or {})
 
 
 def metric_value(task: dict[str, Any], metric: str) -> float | None:

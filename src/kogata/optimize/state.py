@@ -39,7 +39,7 @@ class CandidateRow(Base):
     artifact_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     artifact_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)  # every intermediate
     entry: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # Reason.dumps() (optimize/reasons.py); older runs: English
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
 
 

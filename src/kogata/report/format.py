@@ -7,7 +7,6 @@ from typing import Any
 
 DASH = "–"
 CURRENCY_SYMBOLS = {"USD": "$", "JPY": "¥", "EUR": "€", "GBP": "£"}
-LOWER_IS_BETTER = ("perplexity", "bits_per_byte")  # quality metrics where smaller is better
 
 
 def missing(v: Any) -> bool:
@@ -59,6 +58,7 @@ def money(v: Any, currency: str | None) -> str:
 def pct(v: Any, signed: bool = True) -> str:
     if missing(v):
         return DASH
+    v = round(v, 1) or 0.0  # no "-0.0%"
     return f"{v:+.1f}%" if signed else f"{v:.1f}%"
 
 

@@ -50,21 +50,62 @@ def busy_entries(results: dict[str, Any], factor: float = 1.25) -> list[tuple[st
     return out
 
 
-def _quality_rows(results: dict[str, Any], entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def perplexity_windows(results: dict[str, Any], label: Any = entry_label) -> list[dict[str, Any]]:
+    """Per perplexity task, the scoring window of its entries (``window``, ``docs_over_window`` in results.json):
+    ``[{task, window, over, n, labels}]``, entries with the same figures in one row (labels: ``label(entry)``)."""
     rows: list[dict[str, Any]] = []
     for t in results["suite"].get("tasks", []):
+        for e in results["entries"]:
+            res = (e.get("quality") or {}).get(t["name"]) or {}
+            if res.get("window") is None:
+                continue
+            same = next((r for r in rows if r["task"] == t["name"] and (r["window"], r["over"], r["n"])
+                         == (res["window"], res.get("docs_over_window"), res.get("n"))), None)
+            if same is None:
+                same = {"task": t["name"], "window": res["window"], "over": res.get("docs_over_window"), "n": res.get("n"), "labels": []}
+                rows.append(same)
+            same["labels"].append(label(e))
+    return rows
+
+
+def window_lines(results: dict[str, Any], t: dict[str, str], label: Any = entry_label) -> list[str]:
+    """One sentence per perplexity task and window (naming the entries when a task was scored with several)."""
+    rows = perplexity_windows(results, label)
+    lines = []
+    for r in rows:
+        line = fmt(t["ppl_window_line"], task=r["task"], window=f"{r['window']:,}", over=r["over"], n=r["n"])
+        if sum(x["task"] == r["task"] for x in rows) > 1:
+            line += f" ({', '.join(r['labels'])})"
+        lines.append(line)
+    return lines
+
+
+def _window_row(task: str, entries: list[dict[str, Any]], t: dict[str, str]) -> dict[str, Any] | None:
+    """The quality table's row under a perplexity task: each entry's window and how many documents exceed it."""
+    results = [(e.get("quality") or {}).get(task) or {} for e in entries]
+    if all(r.get("window") is None for r in results):
+        return None
+    cells = [{"value": f"{r['window']:,}" if r.get("window") is not None else f.DASH, "n": None, "best": False,
+              "ci": fmt(t["ppl_over"], over=r.get("docs_over_window"), n=r.get("n")) if r.get("window") is not None else ""}
+             for r in results]
+    return {"header": False, "metric": t["ppl_window_row"], "lower_better": False, "cells": cells}
+
+
+def _quality_rows(results: dict[str, Any], entries: list[dict[str, Any]], t: dict[str, str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for task in results["suite"].get("tasks", []):
         metrics: list[str] = []
         for e in entries:
-            for m in ((e.get("quality") or {}).get(t["name"], {}).get("metrics") or {}):
+            for m in ((e.get("quality") or {}).get(task["name"], {}).get("metrics") or {}):
                 if m not in metrics:
                     metrics.append(m)
-        ns = [(e.get("quality") or {}).get(t["name"], {}).get("n") for e in entries]
-        rows.append({"header": True, "task": t["name"], "type": t.get("type"), "version": t.get("version"),
+        ns = [(e.get("quality") or {}).get(task["name"], {}).get("n") for e in entries]
+        rows.append({"header": True, "task": task["name"], "type": task.get("type"), "version": task.get("version"),
                      "n": next((n for n in ns if n is not None), None)})
         for m in metrics:
             vals = []
             for e in entries:
-                v = (e.get("quality") or {}).get(t["name"], {}).get("metrics", {}).get(m)
+                v = (e.get("quality") or {}).get(task["name"], {}).get("metrics", {}).get(m)
                 vals.append(v if isinstance(v, dict) else {"value": v})
             numbers = [v.get("value") for v in vals if not f.missing(v.get("value"))]
             best = (min if f.lower_is_better(m) else max)(numbers) if len(numbers) > 1 else None
@@ -74,6 +115,9 @@ def _quality_rows(results: dict[str, Any], entries: list[dict[str, Any]]) -> lis
                 cells.append({"value": f.score(v.get("value")), "ci": ci, "n": v.get("n"),
                               "best": best is not None and v.get("value") == best})
             rows.append({"header": False, "metric": m, "lower_better": f.lower_is_better(m), "cells": cells})
+        window = _window_row(task["name"], entries, t)
+        if window:
+            rows.append(window)
     return rows
 
 
@@ -204,7 +248,7 @@ def _samples(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _chart(entries: list[dict[str, Any]], primary: str | None, x_metric: str, title: str, x_title: str) -> str | None:
+def _chart(entries: list[dict[str, Any]], primary: str | None, x_metric: str, title: str, x_title: str, t: dict[str, str]) -> str | None:
     if not primary:
         return None
     import plotly.graph_objects as go
@@ -225,8 +269,8 @@ def _chart(entries: list[dict[str, Any]], primary: str | None, x_metric: str, ti
         ys.append(y)
     if not fig.data:
         return None
-    better = "↓ better" if f.lower_is_better(primary) else "↑ better"
-    fig.update_layout(title=title, xaxis_title=f"{x_title} (← better)", yaxis_title=f"{primary} ({better})",
+    better = t["better_lower"] if f.lower_is_better(primary) else t["better_higher"]
+    fig.update_layout(title=title, xaxis_title=f"{x_title} ({t['better_left']})", yaxis_title=f"{primary} ({better})",
                       template="plotly_white", height=420, autosize=True, margin={"l": 60, "r": 30, "t": 50, "b": 50}, showlegend=False)
     fig.update_xaxes(range=[0, max(xs) * 1.35 or 1])  # from zero: distances between points are honest
     if all(0 <= y <= 1 for y in ys) and not f.lower_is_better(primary):
@@ -235,9 +279,11 @@ def _chart(entries: list[dict[str, Any]], primary: str | None, x_metric: str, ti
 
 
 # ---- the view and the page ------------------------------------------------------------------------
-def build_view(results: dict[str, Any]) -> dict[str, Any]:
+def build_view(results: dict[str, Any], language: str | None = None) -> dict[str, Any]:
+    """The page's strings; ``language`` overrides the suite's (the optimize report's details follow the project)."""
     suite = results["suite"]
-    t = strings(suite.get("language"))
+    lang = language or suite.get("language") or "en"
+    t = strings(lang)
     entries = results["entries"]
     baseline = results.get("baseline")
     primary = primary_metric(results)
@@ -248,29 +294,30 @@ def build_view(results: dict[str, Any]) -> dict[str, Any]:
     base_entry = next((e for e in entries if e["key"] == baseline), None)
     return {
         "t": t,
-        "lang": suite.get("language") or "en",
+        "lang": lang,
         "suite": suite,
         "results": results,
         "limit": limit,
         "limit_note": fmt(t["limit_note"], limit=limit) if limit else None,
         "busy_note": busy_note(results, t),
-        "machine_line": f"{machine.get('cpu', '?')} · {machine.get('usable_cores', machine.get('logical_cores', '?'))} {t['cores'].lower()} · {machine.get('ram_gb', '?')} GB",
-        "duration": f.num((results.get("duration_s") or 0) / 60, 1) + " min",
+        "machine_line": f"{machine.get('cpu', '?')} · {fmt(t['n_cores'], n=machine.get('usable_cores', machine.get('logical_cores', '?')))} · {machine.get('ram_gb', '?')} GB",
+        "duration": fmt(t["minutes"], n=f.num((results.get("duration_s") or 0) / 60, 1)),
         "labels": [entry_label(e) for e in entries],
         "baseline_index": entries.index(base_entry) if base_entry else None,
         "baseline_note": fmt(t["baseline_note"], baseline=entry_label(base_entry)) if base_entry else None,
         "verdicts": _verdicts(entries, t, primary),
         "gates": _gate_rows(entries),
-        "quality": _quality_rows(results, entries),
+        "quality": _quality_rows(results, entries, t),
+        "window_note": t["ppl_window_note"] if perplexity_windows(results) else None,
         "efficiency": _efficiency_rows(entries),
         "efficiency_note": fmt(t["efficiency_note"], **eff_settings),
         "cost": _cost_rows(entries, baseline, t),
         "cost_note": fmt(t["cost_note"], profile=price.get("name", "?"),
-                         description=price.get(f"description_{suite.get('language')}") or price.get("description", ""),
+                         description=price.get(f"description_{lang}") or price.get("description", ""),
                          requests=int(price.get("requests_per_month") or 0), prompt=int(price.get("prompt_tokens_per_request") or 0),
                          output=int(price.get("output_tokens_per_request") or 0), utilisation=float(price.get("utilisation") or 0)),
-        "charts": [c for c in (_chart(entries, primary, "latency_p95_ms", t["chart_latency"], t["latency_axis"]),
-                               _chart(entries, primary, "peak_rss_mb", t["chart_memory"], t["memory_axis"])) if c],
+        "charts": [c for c in (_chart(entries, primary, "latency_p95_ms", t["chart_latency"], t["latency_axis"], t),
+                               _chart(entries, primary, "peak_rss_mb", t["chart_memory"], t["memory_axis"], t)) if c],
         "samples": _samples(entries),
         "samples_note": fmt(t["samples_note"], n=MAX_SAMPLES),
         "machine": machine,
@@ -284,8 +331,8 @@ def build_view(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_html(results: dict[str, Any]) -> str:
-    view = build_view(results)
+def render_html(results: dict[str, Any], language: str | None = None) -> str:
+    view = build_view(results, language)
     return render_page("eval.html.j2", view, with_plotly=bool(view["charts"]))
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import kogata.report.format as f
-from kogata.report.html import busy_note, entry_label, primary_metric
-from kogata.report.i18n import strings
+from kogata.report.html import busy_note, entry_label, primary_metric, window_lines
+from kogata.report.i18n import fmt, strings
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -23,8 +23,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"# {t['title']} — {suite['name']} v{suite.get('version')}",
         "",
         f"- {t['date']}: {results.get('created', '')[:16].replace('T', ' ')}",
-        f"- {t['machine']}: {m.get('cpu', '?')}, {m.get('usable_cores', '?')} {t['cores'].lower()}, {m.get('ram_gb', '?')} GB — {t['threads']}: {results['settings']['threads']}",
+        f"- {t['machine']}: {m.get('cpu', '?')}, {fmt(t['n_cores'], n=m.get('usable_cores', '?'))}, {m.get('ram_gb', '?')} GB — {t['threads']}: {results['settings']['threads']}",
         f"- {t['limit']}: {results['settings'].get('limit') or t['all_items']}",
+        *[f"- {w}" for w in window_lines(results, t)],
         *(["", f"> ⚠ {busy_note(results, t)}"] if busy_note(results, t) else []),
         "",
         f"## {t['verdicts']}",

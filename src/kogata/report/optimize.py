@@ -13,6 +13,7 @@ from typing import Any
 
 import kogata.report.format as f
 from kogata.optimize.candidates import BASELINE_LABEL
+from kogata.report.html import window_lines
 from kogata.report.i18n import fmt, note_text, strings
 from kogata.report.render import render_page
 
@@ -28,12 +29,23 @@ def _note(note: dict[str, Any], t: dict[str, str]) -> str:
     return note_text({**note, "params": params}, t)
 
 
+def reason_text(c: dict[str, Any], t: dict[str, str]) -> str:
+    """A candidate row's skip/fail reason in the report's language (a row from an older run: its English text)."""
+    if c.get("reason_key") in t:
+        return _note({"key": c["reason_key"], "params": c.get("reason_params")}, t)
+    return c.get("reason") or ""
+
+
 def _by_key(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["key"]: e for e in results["entries"]}
 
 
 def _mib(v: Any) -> str:
     return f.DASH if f.missing(v) else f"{f.mib(v)} MiB"
+
+
+def _ms(v: Any) -> str:
+    return f.DASH if f.missing(v) else f"{f.num(v, 0)} ms"
 
 
 def _change(b: Any, r: Any) -> float | None:
@@ -48,7 +60,7 @@ def before_after(base: dict[str, Any], rec: dict[str, Any], currency: str, t: di
          _change(bc.get("cost_per_month"), rc.get("cost_per_month"))),
         (t["opt_compute_row"], f.money(bc.get("compute_cost_per_month"), currency), f.money(rc.get("compute_cost_per_month"), currency),
          _change(bc.get("compute_cost_per_month"), rc.get("compute_cost_per_month"))),
-        (t["opt_latency"], f"{f.num(bm.get('latency_p95_ms'), 0)} ms", f"{f.num(rm.get('latency_p95_ms'), 0)} ms",
+        (t["opt_latency"], _ms(bm.get("latency_p95_ms")), _ms(rm.get("latency_p95_ms")),
          _change(bm.get("latency_p95_ms"), rm.get("latency_p95_ms"))),
         (t["opt_memory"], _mib(bm.get("peak_rss_mb")), _mib(rm.get("peak_rss_mb")), _change(bm.get("peak_rss_mb"), rm.get("peak_rss_mb"))),
         (t["opt_size"], _mib(base["artifact"]["bytes"] / 2**20), _mib(rec["artifact"]["bytes"] / 2**20),
@@ -166,8 +178,8 @@ def build_view(results: dict[str, Any]) -> dict[str, Any]:
             "label": cand_label(c["label"], t), "status": t.get(f"status_{c['status']}", c["status"]), "verdict": (e or {}).get("verdict") or "",
             "verdict_text": t.get(((e or {}).get("verdict") or "").lower(), ""), "gate": gate, "gate_text": t[f"gate_{gate}"] if gate else "",
             "size": _mib(e["artifact"]["bytes"] / 2**20) if e else "", "kept": f.num(o.get("quality_kept"), 3) if o else "",
-            "latency": f.num(m.get("latency_p95_ms"), 0) if e else "", "memory": _mib(m.get("peak_rss_mb")) if e else "",
-            "cost": f.money((e.get("cost") or {}).get("compute_cost_per_month"), currency) if e else "", "reason": c["reason"] or ""})
+            "latency": _ms(m.get("latency_p95_ms")) if e else "", "memory": _mib(m.get("peak_rss_mb")) if e else "",
+            "cost": f.money((e.get("cost") or {}).get("compute_cost_per_month"), currency) if e else "", "reason": reason_text(c, t)})
     miss = dec.get("closest_miss")
     lineage = []
     for e in results["entries"]:
@@ -196,8 +208,9 @@ def build_view(results: dict[str, Any]) -> dict[str, Any]:
         "next_steps": [_note(s, t) if isinstance(s, dict) else str(s) for s in dec.get("next_steps", [])] if not rec else [],
         "notes": [_note(n, t) for n in dec.get("notes", [])],
         "baseline_note": baseline_note(results, t),
+        "windows": window_lines(results, t, lambda e: cand_label(e["candidate"]["label"], t)),
         "machine_text": machine_text(results, t),
-        "duration": fmt(t["opt_minutes"], n=f"{(results.get('duration_s') or 0) / 60:.1f}"),
+        "duration": fmt(t["minutes"], n=f"{(results.get('duration_s') or 0) / 60:.1f}"),
         "chart": pareto_chart(results, t) if objs else None,
         "candidates": candidates, "lineage": lineage, "reproduce": reproduce(results, t),
         "footer": fmt(t["generated_by"], version=results.get("kogata_version", "?"), schema=results.get("schema_version", "?")),
@@ -237,8 +250,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         out += ["", f"### {t['opt_notes']}", ""] + [f"- {n}" for n in v["notes"]]
     head = [t["opt_candidate"], t["opt_status"], t["opt_verdict"], t["opt_kept"], t["opt_size"], t["opt_reason"]]
     out += ["", f"## {t['opt_candidates']}", "", "| " + " | ".join(head) + " |", "|---|---|---|---|---|---|"]
-    out += [f"| {c['label']} | {c['status']} | {c['verdict_text']} | {c['gate_text']} | {c['size']} | {c['reason']} |" for c in v["candidates"]]
+    out += [f"| {c['label']} | {c['status']} | {c['verdict_text']} | {' '.join(x for x in (c['kept'], c['gate_text']) if x)} | {c['size']} | "
+            f"{c['reason']} |" for c in v["candidates"]]
     out += ["", v["baseline_note"], f"{t['opt_machine']}: {v['machine_text']} · {t['opt_budget']}: {v['duration']} · {v['items']}",
+            *[f"- {w}" for w in v["windows"]],
             "", f"## {t['opt_reproduce']}", "", "```", v["reproduce"], "```", ""]
     return "\n".join(out)
 
@@ -250,5 +265,6 @@ def write(results: dict[str, Any], folder: Path) -> dict[str, Path]:
     paths = {"html": folder / "report.html", "markdown": folder / "summary.md", "details": folder / "details.html"}
     paths["html"].write_text(render_html(results), encoding="utf-8")
     paths["markdown"].write_text(render_markdown(results), encoding="utf-8")
-    paths["details"].write_text(render_details(results), encoding="utf-8")
+    language = results["optimize"]["project"].get("language")  # the project's language, not the suite's
+    paths["details"].write_text(render_details(results, language=language), encoding="utf-8")
     return paths

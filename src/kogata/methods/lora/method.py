@@ -28,6 +28,7 @@ from kogata.artifacts.markers import ADAPTER_KIND, ADAPTER_META, QUANT_MARKER
 from kogata.artifacts.store import Store
 from kogata.core.errors import KogataError
 from kogata.methods.registry import MethodContext, data_fingerprint, new_step, register_method
+from kogata.methods.search_space import SearchSpace, enabled, params_of
 
 INIT = {"default": True, "gaussian": "gaussian", "random": False}
 # fields that do not change the training trajectory (a checkpoint made under other values still fits)
@@ -88,12 +89,25 @@ class MergeConfig:
 
 
 # ---------------------------------------------------------------------------------------------- lora
+# `kogata optimize` proposes "LoRA + <weight type>" when the project gives data: train, merge, then quantize
+LORA_SPACE = SearchSpace(
+    key="lora", family="lora", effort=3, build_s=120,
+    help="LoRA fine-tuning on instruction data: {enabled: auto|true|false, data: FILE, max_minutes: 10}",
+    default={"enabled": "auto"},
+    values=lambda section, ctx: [params_of(section)] if enabled(section, ctx) else [],
+    steps=lambda params, ctx: [{"method": "lora", "params": params}, {"method": "merge", "params": {}}],
+    label=lambda params: "LoRA",
+    extra_minutes=lambda params: float(params.get("max_minutes", 10)),
+)
+
+
 @register_method(
     "lora",
     LoraMethodConfig,
     input_formats=("hf",),
     summary="train a LoRA adapter on your data (chat-formatted, loss on answers) → lora-adapter artifact",
     uses_data=True,
+    search_space=LORA_SPACE,
 )
 def lora(artifact: Artifact, cfg: LoraMethodConfig, ctx: MethodContext) -> Artifact:
     import torch

@@ -43,6 +43,7 @@ import kogata.methods.prune.importance as imp
 from kogata.artifacts.artifact import Artifact
 from kogata.core.errors import KogataError
 from kogata.methods.registry import MethodContext, new_step, register_method
+from kogata.methods.search_space import SearchSpace, SpaceContext, enabled
 
 WEIGHT_FILES = re.compile(r".*\.safetensors$|^model\.safetensors\.index\.json$|^pytorch_model.*\.bin$")
 LAYER_KEY = re.compile(r"^(model\.layers\.)(\d+)(\..+)$")
@@ -107,12 +108,36 @@ def _check_calibration(tokens: int, seq_len: int) -> None:
 
 
 # ---- prune-depth -----------------------------------------------------------------------------------------------
+def _check_search_section(section: dict[str, Any], ctx: SpaceContext) -> None:
+    for r in section.get("keep_ratios", []) or []:
+        if not isinstance(r, (int, float)) or not 0 < r < 1:
+            raise KogataError(f"{ctx.where}: search.prune_depth.keep_ratios has {r!r}",
+                              "ratios of parameters to keep, strictly between 0 and 1, e.g. [0.75]")
+
+
+# `kogata optimize` proposes "prune N% + distill + <weight type>" when enabled: prune, then distill from the base
+PRUNE_DEPTH_SPACE = SearchSpace(
+    key="prune_depth", family="prune", effort=4, build_s=120,
+    help="depth pruning + distillation: {enabled: false, keep_ratios: [0.75], distill_minutes: 10}",
+    default={"enabled": False, "keep_ratios": [0.75], "distill_minutes": 10},
+    values=lambda section, ctx: [{"ratio": r, "minutes": float(section.get("distill_minutes", 10))}
+                                 for r in section.get("keep_ratios", [0.75])] if enabled(section, ctx) else [],
+    steps=lambda v, ctx: [{"method": "prune-depth", "params": {"target_ratio": v["ratio"]}},
+                          {"method": "distill", "params": {"teacher": ctx.base, "max_minutes": v["minutes"]}}],
+    label=lambda v: f"prune {v['ratio']:.0%} + distill",
+    keep_ratio=lambda v: float(v["ratio"]),
+    extra_minutes=lambda v: v["minutes"],
+    validate=_check_search_section,
+)
+
+
 @register_method(
     "prune-depth",
     PruneDepthConfig,
     input_formats=("hf",),
     summary="remove whole decoder blocks, least important first (block influence or loss), or named ones",
     uses_data=True,
+    search_space=PRUNE_DEPTH_SPACE,
 )
 def prune_depth(artifact: Artifact, cfg: PruneDepthConfig, ctx: MethodContext) -> Artifact:
     started = time.time()

@@ -42,6 +42,7 @@ class EngineStream:
         self._items: deque[Any] = deque()  # StreamPiece | BaseException
         self._async: tuple[asyncio.AbstractEventLoop, asyncio.Queue] | None = None
         self._reader: str | None = None
+        self._read_to_end = False  # the reader took the final piece (or the error): leaving then cancels nothing
         self._cancelled = threading.Event()
         self._done = False
 
@@ -108,24 +109,15 @@ class EngineStream:
         return self._iterate()
 
     def _iterate(self) -> Iterator[StreamPiece]:
-        finished = False
         try:
-            while True:
+            while not self._read_to_end:
                 with self._lock:
                     while not self._items:
                         self._ready.wait()
                     item = self._items.popleft()
-                if isinstance(item, BaseException):
-                    finished = True
-                    raise item
-                if item.finish_reason is not None:
-                    finished = True
-                yield item
-                if finished:
-                    return
+                yield self._take(item)
         finally:
-            if not finished:
-                self.cancel()
+            self._reader_gone()
 
     def __aiter__(self) -> AsyncIterator[StreamPiece]:
         self._claim("async")
@@ -137,21 +129,23 @@ class EngineStream:
             while self._items:
                 queue.put_nowait(self._items.popleft())
             self._async = (asyncio.get_running_loop(), queue)
-        finished = False
         try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    finished = True
-                    raise item
-                if item.finish_reason is not None:
-                    finished = True
-                yield item
-                if finished:
-                    return
+            while not self._read_to_end:
+                yield self._take(await queue.get())
         finally:
-            if not finished:
-                self.cancel()
+            self._reader_gone()
+
+    # both readers: take one delivered item; a reader that stops before the end cancels the request
+    def _take(self, item: StreamPiece | BaseException) -> StreamPiece:
+        """The piece to hand out (an error is re-raised); notes when it was the last one."""
+        self._read_to_end = isinstance(item, BaseException) or item.finish_reason is not None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def _reader_gone(self) -> None:
+        if not self._read_to_end:
+            self.cancel()
 
     def text(self) -> str:
         """Block until the end and return the whole generated text (convenience for tests and eval)."""
