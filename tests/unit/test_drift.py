@@ -139,3 +139,21 @@ def test_monitor_check_cli(week, tmp_path, capsys, monkeypatch):
     assert "no drift" in out.lower()
     code, out, err = run_cli(capsys, monkeypatch, "monitor", "check", "--reference", str(tmp_path / "missing.jsonl"))
     assert code == 2 and "missing.jsonl" in err
+
+
+def test_monitor_report_html_in_japanese(week, tmp_path, capsys, monkeypatch):
+    home, ref, _, _ = week
+    monkeypatch.setenv("KOGATA_HOME", str(home))
+    refs = tmp_path / "reference.jsonl"
+    refs.write_text("".join(json.dumps({"question": x.question}, ensure_ascii=False) + "\n" for x in ref), encoding="utf-8")
+    out = tmp_path / "monitor"
+    code, stdout, err = run_cli(capsys, monkeypatch, "monitor", "report", "--reference", str(refs), "--window", "200",
+                                "--out", str(out), "--lang", "ja")
+    assert code == 0, err
+    html = (out / "monitor.html").read_text(encoding="utf-8")
+    assert "ドリフト・品質モニター" in html and "日本語の質問" in html and "警告" in html
+    assert "<script src=" not in html and "Plotly.newPlot" in html  # offline (plotly inline), with the chart
+    data = json.loads((out / "monitor.json").read_text(encoding="utf-8"))
+    assert len(data["windows"]) == 15 and data["windows"][-1]["alerts"] and not data["windows"][0]["alerts"]
+    code, _, err = run_cli(capsys, monkeypatch, "monitor", "report", "--reference", str(refs), "--window", "100000", "--out", str(out))
+    assert code == 2 and "fewer than one window" in err

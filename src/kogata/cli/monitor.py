@@ -80,6 +80,43 @@ def check_cmd(
         raise typer.Exit(1)
 
 
+@app.command("report")
+def report_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for monitor.html (self-contained, offline) and monitor.json."),
+    since: str = typer.Option("7d", "--since", help="Start of the traffic to chart: a duration (7d) or an ISO date/time."),
+    until: str = typer.Option(None, "--until", help="End of it (default: now)."),
+    window: int = typer.Option(100, "--window", help="Requests per point on the charts."),
+    reference: list[Path] = typer.Option([], "--reference", "-r", help="Reference questions (as for `check`)."),
+    reference_since: str = typer.Option(None, "--reference-since", help="Or: served traffic from then as the reference."),
+    reference_until: str = typer.Option(None, "--reference-until", help="End of the reference traffic window."),
+    alias: str = typer.Option(None, "--alias", help="Only requests to this model alias."),
+    lang: str = typer.Option("ja", "--lang", help="Language of the page: ja or en."),
+) -> None:
+    """Every signal over time, window by window, with the verdict in plain words (HTML, ja/en)."""
+    from kogata.core.errors import KogataError
+    from kogata.core.io import atomic_write_json
+    from kogata.ops.audit import AuditLog
+    from kogata.ops.drift import Thresholds, reference_from_files, rolling
+    from kogata.report.monitor import write_monitor_report
+
+    if lang not in ("en", "ja"):
+        raise KogataError(f"--lang {lang!r} is not en or ja", "use --lang ja or --lang en")
+    if not reference and not reference_since:
+        raise KogataError("no reference to compare with", "pass --reference SUITE_DATA.jsonl or --reference-since 14d --reference-until 7d")
+    log = AuditLog.open()
+    ref = reference_from_files(reference) if reference else _window(log, reference_since, reference_until, None, 0, alias)
+    cur = _window(log, since, until, None, 0, alias)
+    windows = rolling(cur, ref, window, thresholds=Thresholds(min_window=min(50, window)))
+    if not windows:
+        raise KogataError(f"only {len(cur)} requests since {since}: fewer than one window of {window}",
+                          "use a smaller --window or a longer --since")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json({"windows": [w.to_dict() for w in windows]}, out / "monitor.json")
+    page = write_monitor_report(windows, out / "monitor.html", lang)
+    console.print(f"wrote {page} ({len(windows)} windows of {window} requests)", highlight=False)
+    console.print(windows[-1].verdict(lang), highlight=False)
+
+
 def _terminal_lang() -> str:
     import os
 
