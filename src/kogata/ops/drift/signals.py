@@ -163,8 +163,8 @@ def confidence(ref: list[Exchange], cur: list[Exchange], th: Thresholds) -> Sign
     p = float(stats.mannwhitneyu(c, r, alternative="less").pvalue)
     s = Signal("confidence", _status(p, drop, th.confidence_drop, th), float(np.median(c)), float(np.median(r)), drop,
                th.confidence_drop, p, len(c), len(r))
-    s.message = {"en": f"the model is less sure of its answers: median token log-probability {np.median(r):.2f} → {np.median(c):.2f}",
-                 "ja": f"回答の確信度が下がっています（トークン対数確率の中央値 {np.median(r):.2f} → {np.median(c):.2f}）"}
+    s.message = {"en": f"the model's confidence in its answers (median token log-probability): {np.median(r):.2f} → {np.median(c):.2f}",
+                 "ja": f"回答の確信度（トークン対数確率の中央値）: {np.median(r):.2f} → {np.median(c):.2f}"}
     return s
 
 
@@ -208,8 +208,8 @@ def latency(ref: list[Exchange], cur: list[Exchange], th: Thresholds) -> Signal:
     ratio = p95c / max(p95r, 1e-9)
     p = float(stats.mannwhitneyu(c, r, alternative="greater").pvalue)
     s = Signal("latency", _status(p, ratio, th.latency_ratio, th), p95c, p95r, ratio, th.latency_ratio, p, len(c), len(r))
-    s.message = {"en": f"answers take longer: p95 {p95r / 1000:.2f} s → {p95c / 1000:.2f} s",
-                 "ja": f"応答時間が伸びています（p95 {p95r / 1000:.2f} 秒 → {p95c / 1000:.2f} 秒）"}
+    s.message = {"en": f"answer time (p95): {p95r / 1000:.2f} s → {p95c / 1000:.2f} s",
+                 "ja": f"応答時間（p95）: {p95r / 1000:.2f} 秒 → {p95c / 1000:.2f} 秒"}
     return s
 
 
