@@ -23,12 +23,17 @@ _PHRASES = {
         r"\b(?:ignore|disregard|forget|override|bypass|skip|drop)\b[^.!?\n]{0,30}?\b(?:previous|prior|above|earlier|preceding|former|"
         r"initial|original|system|all|any|your|the)\b[^.!?\n]{0,20}?\b(?:instructions?|prompts?|rules|directions|guidelines|"
         r"directives|context|messages|constraints|programming)\b",
+        r"\b(?:ignore|disregard|forget)\b (?:all |everything )?(?:of )?(?:the|everything) above\b",
         rf"{_PREV}{_GAP}{_RULES}{_GAP}(?:無視|忘れ|破棄|取り消|取消|なかったこと|リセット|従わな|守らな)",
         rf"{_RULES}(?:は|を|に)?{_GAP}(?:すべて|全て|全部|一旦|いったん)?{_GAP}(?:無視して|無視し、|無視しろ|無視せよ|無視してください|忘れて)",
     ],
     "REVEAL_PROMPT": [
         r"\b(?:reveal|show|print|display|repeat|output|tell|give|leak|dump|list)\b[^.!?\n]{0,20}?\b(?:system prompt|hidden (?:prompt|instructions)|"
         r"(?:initial|original|secret|internal) (?:prompt|instructions)|your instructions|developer message)",
+        r"\b(?:repeat|print|output|paste|copy|reproduce)\b[^.!?\n]{0,30}?\b(?:text|words|everything|messages?|prompt)\s+(?:above|before this)\b",
+        r"\bwhat (?:were|have) you (?:been )?(?:told|instructed|given)\b[^.!?\n]{0,30}?\b(?:before|start|begin)",
+        r"\b(?:reveal|show|print|output|dump)\b[^.!?\n]{0,20}?\b(?:full|entire|hidden|internal) (?:configuration|config|settings)\b",
+        r"(?:最初|はじめ|事前)に(?:与えられた|受け取った|設定された|渡された)(?:指示|プロンプト|命令)",
         r"(?:システムプロンプト|(?:隠された|内部の|最初の|秘密の|元の)(?:指示|プロンプト))(?:を|の内容を|の中身を)?"
         + _GAP + r"(?:表示|教え|出力|見せ|開示|書き出|貼)",
     ],
@@ -37,11 +42,22 @@ _PHRASES = {
         r"\b(?:pretend|act as if|imagine)\b[^.!?\n]{0,20}?\byou (?:have no|are not bound by|don't have|do not have|are free of)\b[^.!?\n]{0,15}?"
         r"\b(?:rules|restrictions|guidelines|filters|limits|policies)",
         r"\b(?:developer mode|jailbreak|jailbroken|do anything now|dan mode)\b",
-        r"(?:制限|制約|フィルター|フィルタ|安全装置|セーフティ|検閲)(?:を|は)?" + _GAP + r"(?:解除|外し|外して|無効|オフ)",
+        # not a bare フィルター: "フィルターを外しました" is how customers describe cleaning an air conditioner
+        r"(?:制限|制約|(?:安全|コンテンツ|出力|有害)フィルター?|安全装置|セーフティ|検閲)(?:を|は)?" + _GAP + r"(?:解除|外し|外して|無効|オフ)",
+        r"\byou are (?:now |no longer )?(?:dan\b|an? (?:ai|model|assistant|chatbot) (?:with no|without) (?:restrictions|rules|limits|filters))",
+        r"\byou are no longer (?:a|an|the|my)\b[^.!?\n]{0,30}?\b(?:assistant|bot|agent|ai)\b",
+        r"\b(?:an? )?(?:unrestricted|unfiltered|uncensored) (?:ai|model|assistant|chatbot|mode)\b",
+        r"\bpretend (?:you(?:'re| are)|to be)\b[^.!?\n]{0,60}?\b(?:prompt|instructions|rules|restrictions|unrestricted|no limits)\b",
+        r"\b(?:respond|answer|reply|talk)\b[^.!?\n]{0,20}?\bwithout (?:any |your )?(?:content |safety )?(?:polic(?:y|ies)|filters?|restrictions|rules|guidelines)\b",
+        r"\b(?:disable|turn off|switch off|remove|bypass)\b[^.!?\n]{0,20}?\b(?:safety|content|security) (?:rules|filters?|polic(?:y|ies)|guidelines|checks)\b",
+        r"\b(?:switch|go|enter|enable)\b[^.!?\n]{0,10}?\b(?:to |into )?(?:debug|maintenance|god|admin|developer) mode\b",
+        r"(?:ルール|規則|制限|制約)(?:は|が)?(?:一切)?(?:適用されません|適用されない|ありません)",
+        r"なんでも答える(?:ai|ＡＩ|アシスタント|ボット)",
         r"(?:開発者モード|脱獄|ジェイルブレイク|なんでもありモード)",
-        r"(?:ルール|制約|制限|倫理)に(?:縛られない|従わない|とらわれない)",
+        r"(?:ルール|規則|制約|制限|倫理)に(?:縛られない|従わない|とらわれない)",
     ],
-    "FAKE_ROLE_MARKER": [r"<\|im_start\|>\s*system|\[/?inst\]|^\s*#{2,}\s*(?:system|instruction)s?\s*:?", r"(?m)^\s*system\s*[:：]"],
+    "FAKE_ROLE_MARKER": [r"<\|im_start\|>\s*system|\[/?inst\]|^\s*#{2,}\s*(?:system|instruction)s?\s*:?", r"(?m)^\s*system\s*[:：]",
+                         r"</?\s*(?:system|user|assistant|developer)\s*>"],
 }
 
 
@@ -51,7 +67,11 @@ _TRIGGERS = tuple(kana_to_hiragana(w) for w in (
     "you are now", "pretend", "act as if", "imagine", "developer mode", "jailbr", "do anything now", "dan mode", "<|im_start|>",
     "[inst]", "[/inst]", "system", "無視", "忘れ", "破棄", "取り消", "取消", "なかったこと", "リセット", "従わな", "守らな", "プロンプト",
     "しじ", "めいれい", "解除", "外し", "無効", "オフ", "開発者モード", "脱獄", "ジェイルブレイク", "なんでもありモード", "縛られない", "とらわれない",
+    "above", "before this", "told", "instructed", "config", "settings", "you are", "unrestricted", "unfiltered", "uncensored",
+    "without", "disable", "turn off", "switch off", "remove", "bypass", " mode", "</", "<system", "<user", "<assistant", "<developer",
+    "適用されな", "適用されません", "ありません", "なんでも答える", "与えられた", "受け取った", "設定された", "渡された",
 ))
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
 
 
 class InjectionOptions(CheckOptions):
@@ -86,4 +106,24 @@ class InjectionCheck(Check):
         else:
             patterns = self._patterns
         hits = [Hit(*f.span(*m.span()), kind) for kind, p in patterns for m in p.finditer(t) if m.end() > m.start()]
+        hits += self._encoded(text)
         return sorted(hits, key=lambda h: (h.start, h.end))
+
+    def _encoded(self, text: str) -> list[Hit]:
+        """Base64 runs that decode to text holding an injection phrase ("follow this: aWdub3Jl…")."""
+        import base64
+        import binascii
+
+        out = []
+        for m in _BASE64.finditer(text):
+            run = m.group(0)
+            try:
+                decoded = base64.b64decode(run + "=" * (-len(run) % 4), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                continue
+            if not decoded.isprintable() or len(decoded) < 8:
+                continue
+            t = fold(decoded, True).text
+            if any(p.search(t) for _, p in self._patterns):
+                out.append(Hit(m.start(), m.end(), "ENCODED_INJECTION"))
+        return out
