@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.kogata-installed
 THREADS ?= 2
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test test-slow test-unit lint setup clean-venv
+.PHONY: demo test test-slow test-unit lint setup clean-venv browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,14 @@ lint: $(STAMP)  # ruff (ruff.toml) and the one-way layer contract (.importlinter
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 
-test: lint
+# Debian's chromium for the web UI's browser tests (tests/ui; Playwright drives it, `playwright install` is never used),
+# with Japanese fonts for the screenshots. Installed once, as root; otherwise the browser tests fail and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-ipafont-gothic >/dev/null; } || \
+	  echo "warning: chromium is not installed (needs root: apt-get install chromium chromium-driver fonts-ipafont-gothic)"
+
+test: lint browser
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider -m "not slow"
 
 test-slow: $(STAMP)  # also the Gemma-3-270M integration tests (pulls ~250 MB, several minutes)

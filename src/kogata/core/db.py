@@ -152,3 +152,4 @@ def store_url(home: Path) -> str:
 
 
 import kogata.core.tables  # noqa: E402,F401  (the service's tables join Base.metadata)
+import kogata.core.tables_ui  # noqa: E402,F401  (the web UI's users table)
