@@ -17,7 +17,7 @@ from typing import Any
 
 MANIFEST = "kogata.json"
 MANIFEST_VERSION = 1
-FORMATS = ("hf", "gguf")
+FORMATS = ("hf", "gguf", "search-index")  # search-index: a document index (kogata.search.index), not a model
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 _TOOLS = ("kogata", "torch", "transformers", "gguf", "llama_cpp_python", "peft", "safetensors")
 
