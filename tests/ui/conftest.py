@@ -158,7 +158,7 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not session: a live sync_playwright keeps an event loop running for later tests
 def browser(chromium_path):
     from playwright.sync_api import sync_playwright
 

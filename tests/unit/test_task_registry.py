@@ -83,6 +83,6 @@ def test_unknown_task_type_lists_the_registry(tmp_path):
     from kogata.eval.suite import load_suite
     from tests.unit._tiny import SUITE_YAML, write_tiny_suite
 
-    path = write_tiny_suite(tmp_path / "s", SUITE_YAML.replace("type: perplexity", "type: retrieval"))
+    path = write_tiny_suite(tmp_path / "s", SUITE_YAML.replace("type: perplexity", "type: no_such_type"))
     with pytest.raises(KogataError, match="valid types: " + ", ".join(task_type_names())):
         load_suite(path)

@@ -49,7 +49,7 @@ def build_view(windows: list[Any], language: str = "en") -> dict[str, Any]:
             "chart": _chart(windows, t), "terms": [{**x, "share": f.pct(100 * x["share"], signed=False),
                                                    "reference_share": f.pct(100 * x["reference_share"], signed=False)}
                                                   for x in latest.new_terms],
-            "examples": latest.examples, "footer": fmt(t["mon_footer"], version=__version__, created=created)}
+            "examples": latest.examples, "footer": fmt(t["mon_footer"], product="kogata", version=__version__, created=created)}
 
 
 def write_monitor_report(windows: list[Any], out: Path, language: str = "en") -> Path:
