@@ -31,6 +31,19 @@ def _window(log, since: str | None, until: str | None, last: int | None, skip_la
     return ex
 
 
+def _reference(log, files: list[Path], since: str | None, until: str | None, alias: str | None):
+    """The reference exchanges: question files, or an earlier window of served traffic."""
+    from kogata.core.errors import KogataError
+    from kogata.ops.drift import reference_from_files
+
+    if not files and not since:
+        raise KogataError("no reference to compare with", "pass --reference SUITE_DATA.jsonl or --reference-since 14d --reference-until 7d")
+    for p in files:
+        if not p.exists():
+            raise KogataError(f"reference file {p} not found", "pass the suite's data file or a folder of questions")
+    return reference_from_files(files) if files else _window(log, since, until, None, 0, alias)
+
+
 @app.command("check")
 def check_cmd(
     since: str = typer.Option("1d", "--since", help="Start of the window: a duration (24h, 7d) or an ISO date/time."),
@@ -47,17 +60,11 @@ def check_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Compare recent traffic with a reference; exit 1 when a signal alerts (for cron and CI)."""
-    from kogata.core.errors import KogataError
     from kogata.ops.audit import AuditLog
-    from kogata.ops.drift import Thresholds, check, reference_from_files
+    from kogata.ops.drift import Thresholds, check
 
-    if not reference and not reference_since:
-        raise KogataError("no reference to compare with", "pass --reference SUITE_DATA.jsonl or --reference-since 14d --reference-until 7d")
-    for p in reference:
-        if not p.exists():
-            raise KogataError(f"reference file {p} not found", "pass the suite's data file or a folder of questions")
     log = AuditLog.open()
-    ref = reference_from_files(reference) if reference else _window(log, reference_since, reference_until, None, 0, alias)
+    ref = _reference(log, reference, reference_since, reference_until, alias)
     cur = _window(log, since, until, last, skip_last, alias)
     report = check(cur, ref, thresholds=Thresholds(min_window=min_window))
     lang = lang or _terminal_lang()
@@ -96,15 +103,13 @@ def report_cmd(
     from kogata.core.errors import KogataError
     from kogata.core.io import atomic_write_json
     from kogata.ops.audit import AuditLog
-    from kogata.ops.drift import Thresholds, reference_from_files, rolling
+    from kogata.ops.drift import Thresholds, rolling
     from kogata.report.monitor import write_monitor_report
 
     if lang not in ("en", "ja"):
         raise KogataError(f"--lang {lang!r} is not en or ja", "use --lang ja or --lang en")
-    if not reference and not reference_since:
-        raise KogataError("no reference to compare with", "pass --reference SUITE_DATA.jsonl or --reference-since 14d --reference-until 7d")
     log = AuditLog.open()
-    ref = reference_from_files(reference) if reference else _window(log, reference_since, reference_until, None, 0, alias)
+    ref = _reference(log, reference, reference_since, reference_until, alias)
     cur = _window(log, since, until, None, 0, alias)
     windows = rolling(cur, ref, window, thresholds=Thresholds(min_window=min(50, window)))
     if not windows:
