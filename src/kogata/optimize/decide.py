@@ -1,6 +1,6 @@
 """The decision: Pareto front over quality, latency, memory and cost; the cheapest candidate that passes
 every KPI *and* keeps the baseline's quality (a non-inferiority test on the paired difference, see
-:mod:`kogata.optimize.noninferiority`), with its margins and quality deltas; or, when nothing passes, the
+:mod:`kogata.eval.noninferiority`), with its margins and quality deltas; or, when nothing passes, the
 closest miss and what to try. Anything a reader must know (thin evidence, unconfirmed finalists) goes into
 ``notes`` as ``{"key", "params"}`` that the report renders through its en/ja catalog."""
 
@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from kogata.eval.metrics import lower_is_better
-from kogata.optimize.noninferiority import metric_value, primary_metric, quality_gate
+from kogata.eval.noninferiority import metric_value, primary_metric, quality_gate
 
 OBJECTIVES = (("quality_kept", +1), ("latency_p95_ms", -1), ("peak_rss_mb", -1), ("compute_cost_per_month", -1))
 

@@ -242,7 +242,7 @@ class Search:
 
     def _finalists(self, rows: list[Any], base: dict[str, Any]) -> list[Any]:
         from kogata.optimize.decide import _cost_key
-        from kogata.optimize.noninferiority import quality_gate
+        from kogata.eval.noninferiority import quality_gate
 
         out = []
         for r in rows[1:]:
@@ -277,7 +277,7 @@ class Search:
         return True
 
     def _finished(self, rows: list[Any]) -> list[dict[str, Any]]:
-        from kogata.optimize.noninferiority import quality_gate
+        from kogata.eval.noninferiority import quality_gate
 
         base = rows[0].entry if rows and rows[0].status == "done" else None
         out = []
