@@ -8,8 +8,8 @@ import os
 import pytest
 
 from kogata.core.machine import Contention, free_threads, measure_contention
-from kogata.optimize.decide import decide
 from kogata.eval.noninferiority import items_needed, paired_difference, quality_gate, task_verdict
+from kogata.optimize.decide import decide
 
 IDS = [f"i{k}" for k in range(20)]
 
@@ -113,8 +113,8 @@ def test_items_needed_none_when_the_estimate_is_beyond_the_margin():
 
 def test_the_compared_metric_is_the_task_types_own_primary(monkeypatch):
     # the decision asks the task-type registry, so a new task type needs no edit in optimize/
-    from kogata.eval.tasks import TASK_TYPES
     from kogata.eval.noninferiority import primary_metric
+    from kogata.eval.tasks import TASK_TYPES
 
     class _Fake:
         primary = ("acc_norm", "acc")

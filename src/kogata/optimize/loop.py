@@ -241,8 +241,8 @@ class Search:
                 return
 
     def _finalists(self, rows: list[Any], base: dict[str, Any]) -> list[Any]:
-        from kogata.optimize.decide import _cost_key
         from kogata.eval.noninferiority import quality_gate
+        from kogata.optimize.decide import _cost_key
 
         out = []
         for r in rows[1:]:
