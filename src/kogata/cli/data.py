@@ -34,6 +34,7 @@ def prepare_cmd(
     unit: str = typer.Option("paragraph", "--unit", help="Plain-text files: one record per paragraph (default) or per file."),
     seed: int = typer.Option(0, "--seed", help="Seed for MinHash, selection and splits: same seed and input, same dataset."),
     split: str = typer.Option(None, "--split", help="Also write NAME.jsonl and train.jsonl, e.g. heldout=0.1."),
+    exclude: list[Path] = typer.Option(None, "--exclude", help="Held-out items (a suite's test JSONL): drop records whose question/prompt/text repeats one of their fields. Repeatable."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset folder."),
 ) -> None:
     """Curate documents into DATASET_DIR: data.jsonl, removed.jsonl, manifest.json, summary.html."""
@@ -47,7 +48,7 @@ def prepare_cmd(
         langs=langs, near_dup_threshold=near_dup_threshold, min_chars=min_chars, max_chars=max_chars,
         max_repetition=max_repetition, max_symbol_ratio=max_symbol_ratio, pii=not no_pii,
         urls="secrets" if keep_plain_urls else "all", target_size=target_size, format=fmt, unit=unit,
-        seed=seed, split=parse_split(split),
+        seed=seed, split=parse_split(split), exclude=tuple(str(p) for p in exclude) if exclude else None,
     )
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:

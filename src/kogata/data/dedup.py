@@ -107,6 +107,42 @@ def near_duplicates(sigs: list[MinHash], threshold: float = 0.8) -> list[Duplica
     return out
 
 
+def overlapping(texts: list[list[str]], reference: list[str], threshold: float = 0.8, n: int = 5,
+                seed: int = 0) -> list[Duplicate]:
+    """Each record (a list of its text fields) with a field equal, after normalisation, or ≥ ``threshold`` similar
+    (MinHash Jaccard) to one of the ``reference`` texts: ``Duplicate(record index, reference index, similarity)``.
+
+    Used to keep evaluation items out of training data: comparing field by field finds a training record that
+    repeats a test question even when its answer differs (the whole record's text would then look different).
+    """
+    keys = {}
+    for j, ref in enumerate(reference):
+        keys.setdefault(hashlib.sha256(dedup_key(ref).encode()).digest(), j)
+    ref_sigs = signatures(reference, n, seed)
+    try:
+        lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    except ValueError:
+        lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, params=(8, NUM_PERM // 8))
+    for j, m in enumerate(ref_sigs):
+        lsh.insert(str(j), m)
+    out = []
+    for i, fields in enumerate(texts):
+        best, best_sim = -1, 0.0
+        for text in fields:
+            exact = keys.get(hashlib.sha256(dedup_key(text).encode()).digest())
+            if exact is not None:
+                best, best_sim = exact, 1.0
+                break
+            m = signatures([text], n, seed)[0]
+            for key in lsh.query(m):
+                sim = m.jaccard(ref_sigs[int(key)])
+                if sim >= threshold and sim > best_sim:
+                    best, best_sim = int(key), sim
+        if best >= 0:
+            out.append(Duplicate(i, best, round(best_sim, 4)))
+    return out
+
+
 def select_diverse(sigs: list[MinHash], k: int, seed: int = 0) -> list[int]:
     """Greedy farthest-point selection of ``k`` indices: start from a seeded random record, then repeatedly
     take the record least similar (MinHash Jaccard) to everything already chosen. Returns sorted indices."""

@@ -44,6 +44,7 @@ _HINTS = {
     "symbols": "raise --max-symbol-ratio (now {max_symbol_ratio})",
     "language": "add the detected language to --lang (now {lang_list}) or leave --lang out",
     "exact_duplicate": "every record repeats another; give more varied input",
+    "held_out_overlap": "every record repeats an item of the --exclude files (held-out data); train on other data",
     "near_duplicate": "raise --near-dup-threshold (now {near_dup_threshold}) so fewer records count as duplicates",
 }
 
@@ -66,6 +67,7 @@ class PrepareConfig:
     unit: str = "paragraph"
     seed: int = 0
     split: dict[str, float] | None = None
+    exclude: tuple[str, ...] | None = None  # files of held-out items (e.g. a suite's test data) never to train on
 
     def validate(self) -> None:
         if not 0 < self.near_dup_threshold <= 1:
@@ -79,6 +81,9 @@ class PrepareConfig:
             raise KogataError(f"--target-size {self.target_size} must be at least 1", "give the number of records to keep")
         if self.split and (any(f <= 0 for f in self.split.values()) or sum(self.split.values()) >= 1 or "train" in self.split):
             raise KogataError(f"--split {self.split} is not a valid split", "give NAME=FRACTION with fractions > 0 summing below 1, e.g. heldout=0.1")
+        for f in self.exclude or ():
+            if not Path(f).exists():
+                raise KogataError(f"--exclude {f} does not exist", "give the file (or folder) of the held-out items to keep out of training")
 
 
 def parse_split(spec: str | None) -> dict[str, float] | None:
@@ -172,6 +177,9 @@ def prepare(inputs: list[Path], out: Path, cfg: PrepareConfig, *, overwrite: boo
         sigs = [s for i, s in enumerate(sigs) if i not in near]
         records = _stage(stages, "near_dedup", records, [r for i, r in enumerate(records) if i not in near], removed, cfg)
 
+    if cfg.exclude:
+        records = _decontaminate(records, cfg, stages, removed)
+
     if cfg.target_size is not None and cfg.target_size < len(records):
         chosen = set(dedup.select_diverse(sigs, cfg.target_size, cfg.seed))
         removed += [(r, "select", "not_selected", f"diversity selection to {cfg.target_size}") for i, r in enumerate(records) if i not in chosen]
@@ -181,6 +189,31 @@ def prepare(inputs: list[Path], out: Path, cfg: PrepareConfig, *, overwrite: boo
     manifest = _manifest(inputs, cfg, read, records, removed, stages, scrubber, splits, started)
     _write(out, records, removed, splits, manifest, overwrite)
     return manifest
+
+
+MIN_FIELD_CHARS = 8  # shorter fields (a yes/no answer, a product code) say nothing about contamination
+ANSWER_FIELDS = ("answer", "output", "response", "completion")  # a standard reply may repeat; the question must not
+
+
+def _fields(r: readers.Record, *, answers: bool = True) -> list[str]:
+    return [v for k in r.content_keys if (answers or k not in ANSWER_FIELDS)
+            and isinstance(v := r.fields.get(k), str) and len(v.strip()) >= MIN_FIELD_CHARS]
+
+
+def _decontaminate(records: list[readers.Record], cfg: PrepareConfig, stages, removed) -> list[readers.Record]:
+    """Drop every record whose input (question, context, prompt, text — not its answer, which may be a standard
+    reply) equals or nearly equals a field of an ``--exclude`` item (the suite's held-out items), so that what is
+    tested is never trained on."""
+    held_out = readers.read_inputs([Path(f) for f in cfg.exclude or ()], "auto", "paragraph").records
+    reference = [normalize_text(t) for r in held_out for t in _fields(r)]
+    if not reference:
+        stages.append({"stage": "decontaminate", "in": len(records), "out": len(records), "removed": {}})
+        return records
+    threshold = min(cfg.near_dup_threshold, 0.9)
+    hits = {d.index: d for d in dedup.overlapping([_fields(r, answers=False) for r in records], reference, threshold, cfg.ngram, cfg.seed)}
+    removed += [(records[i], "decontaminate", "held_out_overlap", f"~{d.similarity:.2f} similar to a held-out item: {reference[d.of][:60]}")
+                for i, d in hits.items()]
+    return _stage(stages, "decontaminate", records, [r for i, r in enumerate(records) if i not in hits], removed, cfg)
 
 
 def _stage(stages, name, before, after, removed, cfg) -> list[readers.Record]:
