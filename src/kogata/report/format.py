@@ -68,6 +68,14 @@ def mib(v: Any) -> str:
     return f"{v:,.0f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
+def seconds(v: Any) -> str:
+    """A duration: 42 s, 3.5 min, 1.2 h."""
+    if missing(v):
+        return "-"
+    v = float(v)
+    return f"{v:.0f} s" if v < 90 else f"{v / 60:.1f} min" if v < 5400 else f"{v / 3600:.1f} h"
+
+
 def params(n: Any) -> str:
     if missing(n) or not n:
         return DASH
