@@ -11,7 +11,7 @@ from rich.table import Table
 
 from kogata.cli.common import console
 
-app = typer.Typer(help="Model aliases: set, show, history, rollback (a running `kogata serve` follows with --server).",
+app = typer.Typer(help="Model aliases: set, show, history, promote, rollback (a running `kogata serve` follows a served `@alias`, or at once with --server).",
                   no_args_is_help=True)
 
 
@@ -117,3 +117,42 @@ def rollback_cmd(
     previous = rollback_alias(store.engine, name, by=getpass.getuser(), reason=reason)
     console.print(f"{name} → {previous[:12]} (rolled back)", highlight=False)
     _push(server, key, name, previous, reason or "rollback")
+
+
+@app.command("promote")
+def promote_cmd(
+    source: str = typer.Argument("candidate", help="Alias to promote (default: candidate)."),
+    to: str = typer.Option("production", "--to", help="Alias that gets its artifact; the old one becomes `previous`."),
+    min_requests: int = typer.Option(50, "--min-requests", help="Shadow + canary requests needed as evidence."),
+    force: bool = typer.Option(False, "--force", help="Promote although a gate fails or there is no shadow/canary evidence."),
+    reason: str = typer.Option(None, "--reason", help="Why (kept in the history)."),
+    server: str = typer.Option(None, "--server", help="Also swap it on this running server."),
+    key: str = typer.Option(None, "--key", envvar="KOGATA_API_KEY", help="Admin API key for --server."),
+) -> None:
+    """Make SOURCE's artifact the production model once its shadow/canary gates hold (rollback: one command)."""
+    from kogata.artifacts.store import Store
+    from kogata.core.errors import KogataError
+    from kogata.ops.aliases import current_aliases, promote_alias
+    from kogata.ops.traffic import PromotionGates, promotion_gates, split_summary
+
+    store = Store()
+    now = current_aliases(store.engine)
+    if source not in now:
+        raise KogataError(f"alias {source!r} does not exist", "kogata improve sets `candidate`; or: kogata models alias set candidate ARTIFACT")
+    art_id = now[source]["artifact_id"]
+    gates = promotion_gates(split_summary(store.engine, art_id), PromotionGates(min_requests=min_requests))
+    tab = Table(title=f"gates for {source} = {art_id[:12]}", title_justify="left")
+    for col in ("gate", "value", "limit", "result"):
+        tab.add_column(col)
+    for g in gates:
+        tab.add_row(g["gate"], str(g["value"]), g["limit"], "[green]pass" if g["pass"] else "[red]fail")
+    console.print(tab)
+    failed = [g["gate"] for g in gates if not g["pass"]]
+    if failed and not force:
+        console.print(f"[red]not promoted:[/] {', '.join(failed)}. Run a shadow (`shadow: {source}` in serve.yaml) or a canary "
+                      f"to collect evidence, or pass --force.", highlight=False)
+        raise typer.Exit(1)
+    new, old = promote_alias(store.engine, source, to, by=getpass.getuser(),
+                             reason=reason or ("promoted with --force" if failed else f"promoted from {source}: gates passed"))
+    console.print(f"{to} → {new[:12]}" + (f"  (previous = {old[:12]}; undo: kogata models alias rollback {to})" if old else ""), highlight=False)
+    _push(server, key, to, new, reason or f"promoted from {source}")

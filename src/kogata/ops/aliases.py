@@ -60,3 +60,22 @@ def rollback_alias(engine: Engine, name: str, *, by: str | None, reason: str | N
                           f"set one with `kogata models alias set {name} ARTIFACT`")
     record_alias(engine, name, previous, by=by, reason=reason or f"rollback from {history[-1]['artifact_id']}")
     return previous
+
+
+def promote_alias(engine: Engine, source: str = "candidate", target: str = "production", *, by: str | None,
+                  reason: str | None = None) -> tuple[str, str | None]:
+    """Point ``target`` at the artifact ``source`` names and keep the old one as ``previous``; returns (new, old).
+    ``kogata models alias rollback production`` undoes it."""
+    from kogata.core.errors import KogataError
+
+    now = current_aliases(engine)
+    if source not in now:
+        raise KogataError(f"alias {source!r} does not exist", "kogata improve sets `candidate`; or: kogata models alias set candidate ARTIFACT")
+    new = now[source]["artifact_id"]
+    old = (now.get(target) or {}).get("artifact_id")
+    if old == new:
+        raise KogataError(f"{target} already names {new[:12]} (the artifact of {source})", "nothing to promote")
+    if old is not None:
+        record_alias(engine, "previous", old, by=by, reason=f"{target} before {source} {new[:12]} was promoted")
+    record_alias(engine, target, new, by=by, reason=reason or f"promoted from {source}")
+    return new, old

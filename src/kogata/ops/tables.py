@@ -80,3 +80,28 @@ class ReviewItemRow(Base):
         Index("ix_review_items_state", "state"),
         Index("ix_review_items_response_id", "response_id"),
     )
+
+
+class TrafficSplitRow(Base):
+    """One request of a shadow or canary experiment (no prompt or answer text): who answered, how fast, what the
+    output check said, and — for a shadow — how far the mirrored answer agreed with the one that was sent.
+
+    ``kind``: ``shadow`` (the candidate answered a copy, discarded), ``canary`` (the candidate's answer was sent),
+    ``control`` (production answered while a canary of the same alias ran: the comparison group)."""
+
+    __tablename__ = "traffic_split"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(16))
+    alias: Mapped[str] = mapped_column(String(200))  # the alias the client asked for
+    artifact_id: Mapped[str] = mapped_column(String(64))  # who answered (the candidate for shadow/canary)
+    primary_artifact_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # shadow: who answered the client
+    status: Mapped[str] = mapped_column(String(32))
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    primary_latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    guard_action: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    primary_guard_action: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    agreement: Mapped[float | None] = mapped_column(Float, nullable=True)  # token F1 of shadow vs sent answer
+
+    __table_args__ = (Index("ix_traffic_split_artifact", "artifact_id", "kind"),)

@@ -39,6 +39,7 @@ from kogata.serve.models import EngineFactory, ModelSet
 from kogata.serve.pipeline import RequestPipeline
 from kogata.serve.routes import admin, feedback, health, metrics, openai, search
 from kogata.serve.state import ServeState
+from kogata.serve.traffic import TrafficSplit
 
 log = logging.getLogger("kogata.serve")
 ARTIFACT_HEADER = b"x-kogata-artifact"
@@ -149,9 +150,21 @@ def build_state(config: ServeConfig, *, store: Any = None, engine_factory: Engin
 
     oversight = _oversight(config, store)
     models = ModelSet(config, store, engine_factory=engine_factory, on_alias_change=on_alias)
+    _check_splits(config, models)
     return ServeState(config=config, models=models, keys=keys, quotas=Quotas(), usage=UsageCounter(store.engine),
                       metrics=ServeMetrics(models.stats), pipeline=pipeline or oversight.pipeline(), store=store,
-                      oversight=oversight)
+                      oversight=oversight, traffic=TrafficSplit(config, models, store))
+
+
+def _check_splits(config: ServeConfig, models: ModelSet) -> None:
+    """Every alias a shadow or canary names must be served (else the experiment would silently do nothing)."""
+    served = models.planned_aliases()
+    named = [("shadow", a) for pair in config.shadow.items() for a in pair]
+    named += [("canary", a) for alias, split in config.canary.items() for a in (alias, *split)]
+    for key, alias in named:
+        if alias not in served:
+            raise KogataError(f"serve config: {key} names alias {alias!r}, which is not served here (served: {', '.join(sorted(served))})",
+                              f"add a model with that alias, e.g. `- artifact: \"@{alias}\"` under models:")
 
 
 def _oversight(config: ServeConfig, store: Any) -> Oversight:
@@ -186,6 +199,8 @@ def create_app(config: ServeConfig, *, store: Any = None, engine_factory: Engine
         loader = threading.Thread(target=load, name="kogata-load", daemon=True)
         loader.start()
         tasks = [asyncio.create_task(_flush_loop(state))]
+        if state.models.followed and config.follow_aliases_s > 0:
+            tasks.append(asyncio.create_task(_follow_loop(state)))
         if config.monitor is not None and state.oversight is not None and state.oversight.audit is not None:
             tasks.append(asyncio.create_task(_monitor_loop(state)))
         try:
@@ -218,6 +233,17 @@ async def _flush_loop(state: ServeState) -> None:
             await asyncio.to_thread(state.usage.flush)
         except Exception as exc:  # noqa: BLE001 - counters are kept and retried
             log.warning("usage flush failed: %s", exc)
+
+
+async def _follow_loop(state: ServeState) -> None:
+    """Every ``follow_aliases_s``: "@NAME" models follow the store (``kogata models alias set|promote|rollback``)."""
+    while True:
+        await asyncio.sleep(state.config.follow_aliases_s)
+        try:
+            for swap in await asyncio.to_thread(state.models.follow_store):
+                log.info("followed the store: %s now serves %s", swap["alias"], swap["artifact_id"])
+        except Exception as exc:  # noqa: BLE001 - the old model keeps serving; retried next round
+            log.warning("following the store's aliases failed: %s", exc)
 
 
 async def _monitor_loop(state: ServeState) -> None:

@@ -5,6 +5,10 @@ models:                      # or the single-model form:  artifact: NAME  +  ali
   - artifact: smollm2-135m-q8_0
     aliases: [production, default]
   - artifact: minilm-l6      # an embedder artifact: served on /v1/embeddings
+  - artifact: "@candidate"   # "@NAME": whatever the store alias NAME names, followed when it changes
+shadow: {production: candidate}            # mirror production's requests to candidate (answers discarded, compared)
+shadow_share: 0.25                          #   … a quarter of them
+canary: {production: {candidate: 10}}      # or: serve 10% of production's traffic from candidate (sticky per client)
 host: 127.0.0.1
 port: 8000
 threads: 2
@@ -80,6 +84,19 @@ class ServeConfig(BaseModel):
     policy: str | None = None  # guard policy YAML (kogata.guard): input/output checks and their actions
     audit: bool = True  # one hash-chained audit row per exchange, and the review queue fed from them
     monitor: MonitorConfig | None = None
+    shadow: dict[str, str] = Field(default_factory=dict)  # served alias → alias that answers a mirrored copy
+    shadow_share: float = Field(default=1.0, gt=0, le=1)  # share of requests mirrored
+    canary: dict[str, dict[str, float]] = Field(default_factory=dict)  # served alias → {alias: percent of its traffic}
+    follow_aliases_s: float = Field(default=5.0, ge=0)  # re-read the store's aliases for "@NAME" models (0: never)
+
+    @field_validator("canary")
+    @classmethod
+    def _canary_ok(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for alias, split in v.items():
+            total = sum(split.values())
+            if any(p <= 0 for p in split.values()) or total >= 100:
+                raise ValueError(f"canary of {alias!r}: percentages must be > 0 and sum below 100 (got {split})")
+        return v
 
     @property
     def keys_required(self) -> bool:

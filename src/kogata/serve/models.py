@@ -113,6 +113,16 @@ class Lease:
                 self.model._cond.notify_all()
 
 
+def store_alias_target(store: Any, name: str) -> str:
+    """The artifact id the store alias ``name`` names now (a served "@NAME" model)."""
+    from kogata.ops.aliases import current_aliases
+
+    row = current_aliases(store.engine).get(name)
+    if row is None:
+        raise KogataError(f"@{name}: the store has no alias {name!r}", f"set it first: kogata models alias set {name} ARTIFACT")
+    return row["artifact_id"]
+
+
 def _is_embedder(artifact: Any) -> bool:
     return getattr(artifact, "kind", None) == "embedder"
 
@@ -131,15 +141,26 @@ class ModelSet:
         self.error: str | None = None
         # resolve every artifact now: an unknown name fails before anything loads
         self._plan: list[tuple[Any, list[str]]] = []
+        self.followed: dict[str, str] = {}  # served alias → the store alias it follows ("@NAME" entries)
         seen: set[str] = set()
         for entry in config.models:
-            art = store.get(entry.artifact)
-            aliases = entry.aliases or [art.name]
+            if entry.artifact.startswith("@"):
+                name = entry.artifact[1:]
+                art = store.get(store_alias_target(store, name))
+                aliases = entry.aliases or [name]
+                self.followed.update({a: name for a in aliases})
+            else:
+                art = store.get(entry.artifact)
+                aliases = entry.aliases or [art.name]
             for a in aliases:
                 if a in seen:
                     raise KogataError(f"alias {a!r} is given twice", "each alias names one model")
                 seen.add(a)
             self._plan.append((art, aliases))
+
+    def planned_aliases(self) -> set[str]:
+        """Every alias this server will serve (known before anything loads)."""
+        return {a for _, aliases in self._plan for a in aliases}
 
     # ---- loading -----------------------------------------------------------------------------------
     def _load(self, artifact: Any) -> ServedModel:
@@ -232,6 +253,22 @@ class ModelSet:
             log.info("alias %s: %s -> %s", alias, old.id if old else None, art.id)
             return {"alias": alias, "artifact_id": art.id, "artifact_name": art.name,
                     "previous_id": old.id if old else None, "changed": True}
+
+    def follow_store(self) -> list[dict[str, Any]]:
+        """Swap every "@NAME" alias whose store alias now names another artifact (``kogata models alias set`` /
+        ``promote`` / ``rollback`` elsewhere); returns the swaps made. In-flight requests finish on the old model."""
+        if not self.followed or self.loading:
+            return []
+        from kogata.ops.aliases import current_aliases
+
+        now = current_aliases(self.store.engine)
+        done = []
+        for served, name in self.followed.items():
+            target = (now.get(name) or {}).get("artifact_id")
+            current = self.routes().get(served)
+            if target and current is not None and current.id != target:
+                done.append(self.swap(served, target, by="kogata serve", reason=f"follows store alias {name}"))
+        return done
 
     def close(self, drain: bool = True) -> None:
         with self._lock:

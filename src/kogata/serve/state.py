@@ -28,6 +28,7 @@ class ServeState:
     store: Any = None
     oversight: Any = None  # kogata.serve.guarding.Oversight: the guard policy, audit log and review queue
     drift: Any = None  # the last kogata.ops.drift.DriftReport of the monitor loop (serve.yaml `monitor:`)
+    traffic: Any = None  # kogata.serve.traffic.TrafficSplit: shadow and canary (serve.yaml `shadow:` / `canary:`)
 
 
 def get_state(request: Request) -> ServeState:

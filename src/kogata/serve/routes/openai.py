@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from kogata.serve import openai_io as io
-from kogata.serve.errors import bad_request
+from kogata.serve.errors import APIError, bad_request
 from kogata.serve.gateway.auth import Principal
 from kogata.serve.generation import Generation, map_engine_error, new_id, sse, watch_disconnect
 from kogata.serve.pipeline import RequestContext
@@ -27,6 +27,7 @@ from kogata.serve.schemas import (
     ModelList,
 )
 from kogata.serve.state import ServeState, authenticate, check_model_allowed, get_state
+from kogata.serve.traffic import after_response
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 MAX_EMBED_INPUTS = 256
@@ -43,9 +44,10 @@ class EngineSSE(StreamingResponse):
     """A streaming response that always finishes its generation's bookkeeping, even when the client is gone
     before the first byte (then the body iterator never starts and its ``finally`` would never run)."""
 
-    def __init__(self, content: Any, generation: Generation):
+    def __init__(self, content: Any, generation: Generation, kind: str | None = None):
         super().__init__(content, media_type="text/event-stream", headers=SSE_HEADERS)
         self.generation = generation
+        self.kind = kind  # canary / control / None (serve.traffic)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -53,7 +55,9 @@ class EngineSSE(StreamingResponse):
         finally:
             g = self.generation
             g.close()
-            g.finish("ok" if g.outcome.finish_reason else "cancelled")
+            status = "ok" if g.outcome.finish_reason else "cancelled"
+            g.finish(status)
+            after_response(g.state, g, self.kind, status)
 
 
 @router.get("/models", response_model=ModelList, responses=ERROR_RESPONSES)
@@ -66,8 +70,21 @@ def list_models(state: ServeState = Depends(get_state), who: Principal = Depends
     return {"object": "list", "data": data}
 
 
-def _lm_lease(state: ServeState, who: Principal, name: str) -> Any:
-    lease = state.models.acquire(name)
+def _lm_lease(state: ServeState, who: Principal, name: str, client: str = "") -> tuple[Any, str | None]:
+    """A lease on the model that answers ``name`` — the canary's model for the share of clients it takes — and
+    "canary" / "control" / None."""
+    kind = None
+    split = state.traffic
+    if split is not None and split.canary:
+        requested, _ = state.models.resolve(name)
+        target, kind = split.route(requested, client)
+        try:
+            lease = state.models.acquire(target)
+        except APIError:  # the canary's model is not loaded: production answers, nothing is recorded
+            lease, kind = state.models.acquire(name), None
+        lease.alias = requested  # the client asked for this alias; x-kogata-artifact says who answered
+    else:
+        lease = state.models.acquire(name)
     try:
         check_model_allowed(who, lease.alias, lease.model)
         if lease.model.kind != "lm":
@@ -75,11 +92,12 @@ def _lm_lease(state: ServeState, who: Principal, name: str) -> Any:
     except BaseException:
         lease.release()
         raise
-    return lease
+    return lease, kind
 
 
 async def _run(request: Request, state: ServeState, who: Principal, body: Any, endpoint: str) -> Any:
-    lease = _lm_lease(state, who, body.model)
+    client = f"{who.name}\x00{getattr(body, 'user', None) or (request.client.host if request.client else '')}"
+    lease, kind = _lm_lease(state, who, body.model, client)
     try:
         n_ctx = lease.model.backend.n_ctx
         build = io.chat_request if endpoint == "chat.completions" else io.completion_request
@@ -98,7 +116,7 @@ async def _run(request: Request, state: ServeState, who: Principal, body: Any, e
 
     def events() -> EngineSSE:
         content = _chat_events(g, rid, include_usage) if endpoint == "chat.completions" else _text_events(g, rid, include_usage)
-        return EngineSSE(content, g)
+        return EngineSSE(content, g, kind)
 
     if body.stream and not g.may_hold:
         return events()
@@ -112,6 +130,8 @@ async def _run(request: Request, state: ServeState, who: Principal, body: Any, e
         watcher.cancel()
         g.close()
     g.finish()  # the audit row is committed before anything is sent
+    if not body.stream:
+        after_response(state, g, kind, "ok")
     if g.held:
         return JSONResponse(io.held_response(rid, lease.alias, lease.model.id, endpoint, g.ctx.extra.get("review_item"), g.usage()),
                             status_code=202, headers={"Location": f"/v1/held/{rid}", "Retry-After": "5"})
