@@ -112,11 +112,11 @@ def offloop_client(ui_home):
 class LiveServer:
     """``create_app`` under uvicorn in a thread, always bound to 127.0.0.1 (``host`` only configures the app)."""
 
-    def __init__(self, home: Path, **overrides):
+    def __init__(self, home: Path, app=None, **overrides):
         import uvicorn
 
         self.port = free_port()
-        self.app = make_app(home, **overrides)
+        self.app = app if app is not None else make_app(home, **overrides)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     lifespan="on", access_log=False))
         self.thread = threading.Thread(target=self.server.run, name=f"ui-server-{self.port}", daemon=True)
@@ -203,3 +203,107 @@ def login(page, base: str, name: str) -> None:
     page.fill("#login-password", PASSWORDS[name])
     page.click("button[type=submit].primary")
     page.wait_for_url(f"{base}/ui/")
+
+
+# ---- a second store for the playground and monitoring pages: two served models, a document index, traffic -------
+REFERENCE_JA = [f"{item}について教えてください。{detail}" for item in
+                ("返品", "配送", "保証", "支払い", "ポイント", "会員登録", "領収書", "交換", "修理", "在庫")
+                for detail in ("期限はありますか。", "手数料はかかりますか。", "どこで確認できますか。", "電話でも受け付けていますか。")]
+TRAFFIC_EN = [f"Can you tell me about {item}? {detail}" for item in
+              ("returns", "shipping", "warranty", "payment", "points", "sign-up", "receipts", "exchanges", "repairs", "stock")
+              for detail in ("Is there a deadline?", "Is there a fee?", "Where can I check it?", "Can I call instead?")]
+HANDBOOK = {
+    "returns.md": "# 返品について\n\n商品到着から30日以内であれば返品できます。返品の送料は当社が負担します。\n",
+    "shipping.md": "# 配送について\n\nご注文から3〜5営業日でお届けします。離島は追加で2日かかります。\n",
+}
+
+
+def seed_traffic(home: Path, alias: str, questions: list[str], *, latency_ms: float = 120.0) -> None:
+    """Answered chat requests to ``alias`` in the audit log, as the server writes them (oldest first, just now)."""
+    from kogata.ops.audit import AuditLog, AuditRecord
+
+    log = AuditLog.open(home)
+    for i, q in enumerate(questions):
+        log.append(AuditRecord(request_id=f"seed-{alias}-{i}", key_name="seed", model_alias=alias, endpoint="chat.completions",
+                               status="ok", action="allow", latency_ms=latency_ms, tokens_in=12, tokens_out=8,
+                               input=[{"role": "user", "content": q}], output="はい。", meta={"finish_reason": "stop"}))
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_long_gguf(tmp_path_factory, tiny_llama_dir) -> Path:
+    """The tiny llama with a 4,096-token context (rotary positions: only the config's limit changes), so that a
+    grounded prompt with its rules and passages fits (byte-level tokens: a Japanese character is ~3)."""
+    import json
+
+    from kogata.methods.gguf.writer import export_hf_to_gguf
+
+    folder = tmp_path_factory.mktemp("tiny-long")
+    hf = folder / "hf"
+    shutil.copytree(tiny_llama_dir, hf)
+    cfg = json.loads((hf / "config.json").read_text(encoding="utf-8"))
+    cfg["max_position_embeddings"] = 4096
+    (hf / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    out = folder / "tiny-long-f32.gguf"
+    export_hf_to_gguf(hf, out, out_type="f32")
+    return out
+
+
+@pytest.fixture(scope="session")
+def gaps_home(tmp_path_factory, tiny_long_gguf, tiny_gemma3_gguf) -> Path:
+    """A store serving two models (``tiny`` as ``prod``, ``tiny-gemma`` as ``candidate``), a BM25 document index
+    ``handbook``, Japanese reference questions for the monitor, and an hour of traffic: English questions to
+    ``prod`` (a language shift the monitor must flag) and reference-like Japanese ones to ``candidate``."""
+    import json
+
+    import yaml
+
+    from kogata.artifacts.importer import import_path
+    from kogata.artifacts.store import Store
+    from kogata.search.index import build_index
+
+    home = tmp_path_factory.mktemp("ui-gaps-home")
+    store = Store(home)
+    import_path(store, str(tiny_long_gguf), name="tiny", log=lambda m: None)
+    import_path(store, str(tiny_gemma3_gguf), name="tiny-gemma", log=lambda m: None)
+    docs = home / "handbook"
+    docs.mkdir()
+    for name, text in HANDBOOK.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    build_index(store, [docs], "handbook", embedder="none", tokenizer="bigram")
+    (home / "reference.jsonl").write_text("\n".join(json.dumps({"question": q}, ensure_ascii=False) for q in REFERENCE_JA),
+                                          encoding="utf-8")
+    seed_traffic(home, "prod", TRAFFIC_EN)
+    seed_traffic(home, "candidate", REFERENCE_JA)
+    (home / "serve.yaml").write_text(yaml.safe_dump({
+        "models": [{"artifact": "tiny", "aliases": ["prod"]}, {"artifact": "tiny-gemma", "aliases": ["candidate"]}],
+        "monitor": {"reference": [str(home / "reference.jsonl")], "window": "1h", "every_s": 5, "min_window": 10},
+    }), encoding="utf-8")
+    return home
+
+
+def make_gaps_app(home: Path, **overrides):
+    from kogata.artifacts.store import Store
+    from kogata.serve.app import create_app
+    from kogata.serve.config import build_config
+
+    cfg = build_config(config_file=home / "serve.yaml",
+                       overrides={"ctx": 4096, "parallel": 2, "threads": 1, "max_tokens_default": 32, **overrides})
+    return create_app(cfg, store=Store(home))
+
+
+@pytest.fixture(scope="module")
+def gaps_client(gaps_home):
+    from fastapi.testclient import TestClient
+
+    with TestClient(make_gaps_app(gaps_home, max_body_bytes=32 << 20)) as c:
+        wait_healthy(c.get)
+        yield c
+
+
+@pytest.fixture(scope="module")
+def live_gaps(gaps_home):
+    """The two-model server live on 127.0.0.1, with room for wizard uploads above the default body limit."""
+    srv = LiveServer(gaps_home, app=make_gaps_app(gaps_home, max_body_bytes=32 << 20)).start()
+    yield srv
+    srv.stop()

@@ -56,7 +56,9 @@ def test_every_key_used_by_the_code_is_in_the_catalog():
     families = {"role_": ROLES, "source_": SOURCES, "state_": STATES, "action_": SEVERITY, "kpi_side_": ("min", "max"),
                 "job_": ("running", "done", "failed", "cancelled", "interrupted"), "cand_": ("pending", "running", "done", "failed", "skipped"),
                 "health_": ("ready", "loading", "error"), "verdict_": ("pass", "fail", "error"), "role_msg_": ("user", "assistant", "system"),
-                "review_done_": ("approved", "corrected", "rejected")}
+                "review_done_": ("approved", "corrected", "rejected"),
+                "drift_status_": ("ok", "alert", "insufficient", "unavailable"),
+                "sig_": ("input_length", "language_mix", "tokenizer_fit", "confidence", "guard", "answer_refused", "latency", "embedding")}
     for prefix, values in families.items():
         used |= {prefix + v for v in values}
     used |= {f"kpi_{k}_{part}" for k in (*KPI_KEYS, "generic") for part in ("name", "explain")}
@@ -130,3 +132,35 @@ def test_templates_hold_no_literal_text():
         if words:
             offenders.append((path.name, words[:5]))
     assert offenders == [], f"literal text in templates (put it in the catalogs): {offenders}"
+
+
+def test_every_catalog_model_has_a_japanese_description_and_english_pages_keep_the_catalogs():
+    from kogata.artifacts.catalog import CATALOG
+
+    ja, en = i18n.Translator("ja"), i18n.Translator("en")
+    kana_or_kanji = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+    for name, entry in CATALOG.items():
+        text = ja.table("catalog_descriptions", name, entry.title)
+        assert text != entry.title and kana_or_kanji.search(text), f"{name} has no Japanese description in ja.yaml"
+        assert en.table("catalog_descriptions", name, entry.title) == entry.title
+        if re.search(r"[a-z]{3,}", entry.params):  # a parameter count with English words in it ("4-bit") is translated too
+            assert kana_or_kanji.search(ja.table("catalog_params", name, entry.params)), f"{name}: params in English"
+    assert set(i18n.tables("ja")["catalog_descriptions"]) <= set(CATALOG), "descriptions of models not in the catalog"
+    assert set(i18n.tables("ja")["catalog_params"]) <= set(CATALOG)
+    assert ja.table("catalog_descriptions", "not-in-the-table", "the English text") == "the English text"
+    assert ja("catalog_descriptions") == "[catalog_descriptions]"  # a table is not a string
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_models_page_shows_catalog_descriptions_in_the_page_language(client, lang):
+    from markupsafe import escape
+
+    from kogata.artifacts.catalog import CATALOG
+
+    html = client.get("/ui/models", params={"lang": lang}).text
+    for name, entry in CATALOG.items():
+        shown = i18n.Translator(lang).table("catalog_descriptions", name, entry.title)
+        assert f"<p>{escape(shown)}</p>" in html, (name, lang)
+        assert f"<dd>{escape(i18n.Translator(lang).table('catalog_params', name, entry.params))}</dd>" in html
+        if lang == "ja":
+            assert str(escape(entry.title)) not in html, f"the English description of {name} is on the Japanese page"

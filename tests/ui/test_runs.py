@@ -110,3 +110,73 @@ def test_reason_notes_are_worded_in_the_page_language():
     note = json.dumps({"key": "reason_smaller_passes", "params": {"label": "Q4_0"}, "text": "cannot be smaller than Q4_0"})
     assert "Q4_0" in lib.reason_text(note, "ja") and "KPI" in lib.reason_text(note, "ja")
     assert lib.reason_text("plain words", "ja") == "plain words"
+
+
+class _CountingReader:
+    """A file-like source of ``size`` bytes of JSONL that counts what was read from it."""
+
+    def __init__(self, size: int):
+        line = ('{"text": "' + "返品は30日以内" * 4 + '"}\n').encode("utf-8")
+        self.data = line * (size // len(line) + 1)
+        self.pos = 0
+
+    def read(self, n: int) -> bytes:
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += len(chunk)
+        return chunk
+
+
+def test_a_large_upload_is_copied_in_pieces_and_cut_off_at_the_limit(tmp_path):
+    folder = tmp_path / "data"
+    ok = lib.save_upload("corpus.jsonl", _CountingReader(3_000_000), folder, limit=5_000_000)
+    assert ok == folder / "upload.jsonl" and ok.stat().st_size > 3_000_000
+    ok.unlink()
+    source = _CountingReader(30_000_000)
+    with pytest.raises(KogataError) as err:
+        lib.save_upload("corpus.jsonl", source, folder, limit=2_000_000)
+    assert "over the limit of 2 MB" in str(err.value) and "upload at most 2 MB" in str(err.value)
+    assert source.pos <= 2_000_000 + lib.UPLOAD_CHUNK_BYTES  # it stopped reading at the limit
+    assert list(folder.iterdir()) == []  # nothing half-written is left
+
+
+def test_the_upload_route_has_its_own_20_mb_body_limit():
+    from kogata.serve.ui import upload_path_limits
+
+    assert lib.UPLOAD_MAX_BYTES == 20_000_000
+    assert upload_path_limits() == {"/ui/runs/new": 40_000_000}
+    assert lib.megabytes(20_000_000) == "20" and lib.megabytes(983_040) == "0.983"
+
+
+def test_the_wizard_names_its_limit(client, gaps_client):
+    assert "20 MB" in client.get("/ui/runs/new", params={"lang": "en"}).text  # not capped by the API's 1 MiB body limit
+    html = gaps_client.get("/ui/runs/new", params={"lang": "ja"}).text
+    assert "20 MB まで" in html and 'data-max-bytes="20000000"' in html
+
+
+def _wizard_post(client, token, data: bytes, **fields):
+    suite = lib.suites(client.app.state.kogata_ui.home)[0]["name"]
+    form = {"csrf_token": token, "base": "smollm2-135m", "suite": suite, "budget": "0", "limit": "", **fields}
+    return client.post("/ui/runs/new", data=form, files={"data": ("corpus.jsonl", data, "application/json")})
+
+
+def test_a_2_mb_upload_passes_the_default_1_mib_body_limit(client):
+    token = csrf_of(client.get("/ui/runs/new", params={"lang": "en"}).text)
+    r = _wizard_post(client, token, _CountingReader(2_000_000).data)
+    assert r.status_code == 400 and 'id="err-budget"' in r.text and 'id="err-data"' not in r.text, r.text[:300]
+    r = client.post("/v1/completions", json={"model": "x", "prompt": "a" * (2 << 20)})
+    assert r.status_code == 413  # the API keeps its own limit
+
+
+def test_a_2_mb_upload_is_accepted_and_a_21_mb_one_refused_with_the_limit(gaps_client, gaps_home):
+    jobs = gaps_home / "ui" / "jobs"
+    before = sorted(jobs.iterdir()) if jobs.exists() else []
+    token = csrf_of(gaps_client.get("/ui/runs/new", params={"lang": "en"}).text)
+    r = _wizard_post(gaps_client, token, _CountingReader(2_000_000).data)
+    assert r.status_code == 400 and 'id="err-budget"' in r.text  # the budget of 0 is refused…
+    assert 'id="err-data"' not in r.text  # …but the 2 MB file was read and accepted
+    r = _wizard_post(gaps_client, token, _CountingReader(21_000_000).data)
+    assert r.status_code == 413 and 'id="err-data"' in r.text and "larger than 20 MB" in r.text
+    just_over = _CountingReader(20_010_000).data[:20_010_000]  # inside the form's room: read, then cut off at 20 MB
+    r = _wizard_post(gaps_client, token, just_over)
+    assert r.status_code == 400 and "larger than 20 MB" in r.text
+    assert (sorted(jobs.iterdir()) if jobs.exists() else []) == before  # no job folder is left behind

@@ -15,7 +15,7 @@ def install(app: Any) -> None:
     from fastapi.responses import RedirectResponse
     from fastapi.staticfiles import StaticFiles
 
-    from kogata.serve.ui import pages_main, pages_review, pages_runs, pages_settings
+    from kogata.serve.ui import pages_main, pages_monitor, pages_playground, pages_review, pages_runs, pages_settings
     from kogata.serve.ui.web import STATIC, UIState, install_handlers
 
     state = app.state.kogata
@@ -23,10 +23,19 @@ def install(app: Any) -> None:
         return
     app.state.kogata_ui = UIState.open(state.store)
     install_handlers(app)
-    for module in (pages_main, pages_review, pages_runs, pages_settings):
+    for module in (pages_main, pages_monitor, pages_playground, pages_review, pages_runs, pages_settings):
         app.include_router(module.router, include_in_schema=False)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
 
     @app.get("/ui", include_in_schema=False)
     def _ui_root() -> RedirectResponse:
         return RedirectResponse("/ui/", status_code=307)
+
+
+def upload_path_limits() -> dict[str, int]:
+    """Request-body backstops of the UI's upload routes (``BodyLimits`` streams multipart bodies there). Twice the
+    file limit: the route itself refuses a body declared over the limit with a page that says so, which it can
+    only do once its CSRF check has read the form; past the backstop the connection is cut with a plain 413."""
+    from kogata.serve.ui.runs import UPLOAD_MAX_BYTES
+
+    return {"/ui/runs/new": 2 * UPLOAD_MAX_BYTES}

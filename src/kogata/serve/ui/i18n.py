@@ -2,6 +2,10 @@
 
 The page language is ``?lang=`` (remembered in a cookie), then that cookie, then the browser's
 ``Accept-Language``, then Japanese. Templates only ever show catalog text through ``t(KEY)`` — no literal text.
+
+A key whose value is a mapping is a **table** (``catalog_descriptions``: the model catalog's descriptions by
+catalog name), read with ``t.table(KEY, NAME, fallback)``; a name missing from the page language's table shows
+the fallback (the library's own English text).
 """
 
 from __future__ import annotations
@@ -19,9 +23,20 @@ COOKIE = "kogata_lang"
 
 
 @cache
+def _document(language: str) -> dict[str, Any]:
+    return yaml.safe_load((HERE / f"{language}.yaml").read_text(encoding="utf-8")) or {}
+
+
+@cache
 def catalog(language: str) -> dict[str, str]:
-    doc = yaml.safe_load((HERE / f"{language}.yaml").read_text(encoding="utf-8")) or {}
-    return {str(k): str(v) for k, v in doc.items()}
+    """The plain strings of one language (tables left out)."""
+    return {str(k): str(v) for k, v in _document(language).items() if not isinstance(v, dict)}
+
+
+@cache
+def tables(language: str) -> dict[str, dict[str, str]]:
+    """The tables of one language: ``{table: {name: text}}``."""
+    return {str(k): {str(n): str(t) for n, t in v.items()} for k, v in _document(language).items() if isinstance(v, dict)}
 
 
 class Translator:
@@ -30,6 +45,7 @@ class Translator:
     def __init__(self, language: str):
         self.lang = language if language in LANGUAGES else DEFAULT
         self.strings = catalog(self.lang)
+        self.tables = tables(self.lang)
 
     def __call__(self, key: str, **kwargs: Any) -> str:
         text = self.strings.get(key)
@@ -41,6 +57,10 @@ class Translator:
             except (KeyError, ValueError, IndexError):
                 return text
         return text
+
+    def table(self, key: str, name: str, fallback: str) -> str:
+        """``name``'s text in table ``key`` of the page language, else ``fallback``."""
+        return self.tables.get(key, {}).get(name) or fallback
 
 
 def from_accept_language(header: str | None) -> str | None:

@@ -1,4 +1,5 @@
-"""Home, sign-in, models (catalog, store, lineage, pulls), playground (streaming chat) and monitoring."""
+"""Home, sign-in, models (catalog, store, lineage, pulls) and the plotly bundle; the playground is in
+``pages_playground``, monitoring in ``pages_monitor``."""
 
 from __future__ import annotations
 
@@ -6,16 +7,12 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from fastapi.responses import RedirectResponse, Response
 
-from kogata.core.errors import KogataError
 from kogata.serve.ui.security import SESSION_COOKIE, SESSION_S, UIContext, UIError, admin, check_csrf, context, ui_state, viewer
 from kogata.serve.ui.web import audit_action, finish, render, safe_next, serve_state
 
 router = APIRouter(prefix="/ui")
-MAX_CHAT_MESSAGES = 40
-MAX_CHAT_CHARS = 8000
 
 
 # ---- sign-in ----------------------------------------------------------------------------------------
@@ -97,8 +94,12 @@ def home(request: Request, ctx: UIContext = Depends(viewer)) -> Response:
     models = state.models
     health = "error" if models.error else ("loading" if models.loading else "ready")
     runs = ui_state(request).jobs.list("optimize")[:3]
+    drift = None
+    if state.drift is not None:
+        drift = {"alert": bool(state.drift.alerts), "verdict": state.drift.verdict(ctx.lang)}
     return render(ctx, "home.html.j2", title=ctx.t("home_title"), served=served_models(request), health=health,
-                  health_error=models.error, traffic=traffic_today(request), open_reviews=open_review_count(request), runs=runs)
+                  health_error=models.error, traffic=traffic_today(request), open_reviews=open_review_count(request), runs=runs,
+                  drift=drift, monitor_configured=state.config.monitor is not None)
 
 
 # ---- models -----------------------------------------------------------------------------------------
@@ -144,54 +145,7 @@ def pull_model(request: Request, name: str = Form(...), ctx: UIContext = Depends
     return render(ctx, "fragments/job_progress.html.j2", job=job, lines=jobs.log_tail(job["id"]), progress=None)
 
 
-# ---- playground -------------------------------------------------------------------------------------
-@router.get("/playground")
-def playground(request: Request, ctx: UIContext = Depends(viewer)) -> Response:
-    lms = [m for m in served_models(request) if m["kind"] == "lm"]
-    return render(ctx, "playground.html.j2", title=ctx.t("playground_title"), models=lms)
-
-
-class ChatTurn(BaseModel):
-    role: str = Field(pattern="^(user|assistant)$")
-    content: str = Field(max_length=MAX_CHAT_CHARS)
-
-
-class ChatBody(BaseModel):
-    model: str = Field(min_length=1, max_length=256)
-    messages: list[ChatTurn] = Field(min_length=1, max_length=MAX_CHAT_MESSAGES)
-    max_tokens: int | None = Field(default=None, ge=1, le=2048)  # None: the server's default, fitted to the context
-
-
-@router.post("/playground/chat")
-async def chat(request: Request, ctx: UIContext = Depends(viewer), _csrf: UIContext = Depends(check_csrf)) -> Response:
-    """The chat goes through the served API's own path (guard checks, audit row, metrics), as ``ui:<user>``."""
-    from pydantic import ValidationError
-
-    from kogata.serve.gateway.auth import Principal
-    from kogata.serve.routes.openai import chat_completions
-    from kogata.serve.schemas import ChatCompletionRequest
-
-    try:
-        body = ChatBody.model_validate_json(await request.body())
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err.get("loc", ())) or "body"
-        return JSONResponse({"error": ctx.t("err_chat_body", field=where, problem=err.get("msg", ""))}, status_code=400)
-    extra = {"max_tokens": body.max_tokens} if body.max_tokens is not None else {}
-    req = ChatCompletionRequest(model=body.model, messages=[m.model_dump() for m in body.messages], stream=True, **extra)
-    who = Principal(key_id=None, name=f"ui:{ctx.user.name}" if ctx.user else "ui")
-    try:
-        return await chat_completions(req, request, state=serve_state(request), who=who)
-    except KogataError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400)
-
-
-# ---- monitoring -------------------------------------------------------------------------------------
-@router.get("/monitoring")
-def monitoring(request: Request, ctx: UIContext = Depends(viewer)) -> Response:
-    return render(ctx, "monitoring.html.j2", title=ctx.t("monitoring_title"), traffic=traffic_today(request))
-
-
+# ---- assets -----------------------------------------------------------------------------------------
 @router.get("/assets/plotly.min.js")
 def plotly_js(request: Request) -> Response:
     """The plotly.js bundle that ships inside the ``plotly`` Python package (no CDN)."""

@@ -64,8 +64,14 @@ def _wizard(ctx: UIContext, request: Request, *, values: dict[str, Any], errors:
     for k in kpis:
         if k["field"] in values:
             k["value"] = values[k["field"]]
+    limit = upload_limit(request)
     return render(ctx, "run_new.html.j2", status=status, title=ctx.t("wizard_title"), bases=lib.base_models(serve_state(request).store),
-                  suites=all_suites, kpis=kpis, values=values, errors=errors, upload_max=lib.UPLOAD_MAX_BYTES)
+                  suites=all_suites, kpis=kpis, values=values, errors=errors, upload_max=limit, upload_mb=lib.megabytes(limit))
+
+
+def upload_limit(request: Request) -> int:
+    """The wizard's file limit: the upload route has its own request-body limit (``ui.upload_path_limits``)."""
+    return lib.UPLOAD_MAX_BYTES
 
 
 @router.get("/runs/new")
@@ -105,8 +111,13 @@ def _number(form: Any, name: str, errors: dict[str, str], t: Any, *, kind: type 
 async def start_run(request: Request, ctx: UIContext = Depends(admin), _csrf: UIContext = Depends(check_csrf)) -> Response:
     from starlette.datastructures import UploadFile
 
-    form = await request.form()
     t = ctx.t
+    upload_max = upload_limit(request)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > upload_max + lib.FORM_ROOM_BYTES:  # refused before a byte of it is stored
+        return _wizard(ctx, request, values={"base": "", "budget": 15, "limit": 20}, status=413,
+                       errors={"data": t("err_upload_too_large", mb=lib.megabytes(upload_max))})
+    form = await request.form()
     ui = ui_state(request)
     store = serve_state(request).store
     values = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
@@ -132,9 +143,10 @@ async def start_run(request: Request, ctx: UIContext = Depends(admin), _csrf: UI
     job_id, folder = ui.jobs.new_folder()
     data: list[Path] = []
     if isinstance(upload, UploadFile) and upload.filename:
-        raw = await upload.read(lib.UPLOAD_MAX_BYTES + 1)
-        try:
-            data.append(await run_in_threadpool(lib.check_upload, upload.filename, raw, folder / "data"))
+        try:  # the form parser spooled the file to disk; it is copied in pieces and cut off at the limit
+            data.append(await run_in_threadpool(lib.save_upload, upload.filename, upload.file, folder / "data", upload_max))
+        except lib.UploadTooLarge:
+            errors["data"] = t("err_upload_too_large", mb=lib.megabytes(upload_max))
         except KogataError as exc:
             errors["data"] = str(exc)
     project = None

@@ -8,14 +8,16 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
 from kogata.core.errors import KogataError
 
 UPLOAD_SUFFIXES = (".jsonl", ".csv", ".txt", ".md", ".json")
-UPLOAD_MAX_BYTES = 900_000  # under the server's default body limit (1 MiB) with room for the form around it
+UPLOAD_MAX_BYTES = 20_000_000  # 20 MB: a suite's data or a corpus of texts (the upload route's own body limit)
+FORM_ROOM_BYTES = 64 * 1024  # the wizard's other fields and the multipart framing around the file
+UPLOAD_CHUNK_BYTES = 1 << 20
 KPI_KEYS = ("f1", "exact_match", "rouge_l", "acc", "acc_norm", "bits_per_byte", "word_perplexity", "peak_rss_mb",
             "latency_p95_ms", "decode_tok_s", "monthly_cost")
 
@@ -74,20 +76,42 @@ def kpi_fields(suite: dict[str, Any]) -> list[dict[str, Any]]:
     return fields
 
 
-def check_upload(filename: str, data: bytes, folder: Path) -> Path:
-    """Save an uploaded data file under a name of our own (never the client's) and read it as the CLI would."""
+class UploadTooLarge(KogataError):
+    """The data file passed the upload limit (the page says so in its own language)."""
+
+
+def megabytes(n: int) -> str:
+    """``20_000_000`` → ``20``, ``983_040`` → ``0.98``: how the UI names a size limit (decimal MB)."""
+    return f"{n / 1e6:.3g}"
+
+
+def save_upload(filename: str, source: BinaryIO, folder: Path, limit: int = UPLOAD_MAX_BYTES) -> Path:
+    """Copy an uploaded data file, in pieces, into ``folder`` under a name of our own (never the client's), stopping
+    as soon as it passes ``limit`` bytes; then read it as the CLI would. On any error nothing is left behind."""
     from kogata.data.readers import read_inputs
 
     suffix = Path(filename or "").suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
         raise KogataError(f"data file type {suffix or '(none)'} is not accepted", f"upload one of: {', '.join(UPLOAD_SUFFIXES)}")
-    if len(data) > UPLOAD_MAX_BYTES:
-        raise KogataError(f"data file is {len(data):,} bytes", f"upload at most {UPLOAD_MAX_BYTES:,} bytes (split the file)")
-    if not data.strip():
-        raise KogataError("data file is empty", "upload a file with your texts or question/answer pairs")
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"upload{suffix}"
-    path.write_bytes(data)
+    part = folder / f".upload{suffix}.part"
+    size, blank = 0, True
+    try:
+        with part.open("wb") as out:
+            while chunk := source.read(UPLOAD_CHUNK_BYTES):
+                size += len(chunk)
+                if size > limit:
+                    raise UploadTooLarge(f"data file is over the limit of {megabytes(limit)} MB ({limit:,} bytes)",
+                                      f"upload at most {megabytes(limit)} MB (split the file, or leave out what the model does not need)")
+                blank = blank and not chunk.strip()
+                out.write(chunk)
+        if blank:
+            raise KogataError("data file is empty", "upload a file with your texts or question/answer pairs")
+        path = folder / f"upload{suffix}"
+        part.replace(path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     try:
         result = read_inputs([path])
     except KogataError as exc:
@@ -97,6 +121,13 @@ def check_upload(filename: str, data: bytes, folder: Path) -> Path:
         path.unlink(missing_ok=True)
         raise KogataError("data file holds no records", "one text per line (JSONL {\"text\": …}) or one CSV row per text")
     return path
+
+
+def check_upload(filename: str, data: bytes, folder: Path, limit: int = UPLOAD_MAX_BYTES) -> Path:
+    """:func:`save_upload` of bytes already in memory."""
+    import io
+
+    return save_upload(filename, io.BytesIO(data), folder, limit)
 
 
 def write_project(folder: Path, *, name: str, base: str, suite: dict[str, Any], kpis: dict[str, dict[str, float]], language: str,

@@ -45,6 +45,7 @@ def environment() -> Any:
     env.filters["mib"] = lambda n: "-" if not n else f"{n / 2**20:,.1f}"
     env.filters["mparams"] = lambda n: "-" if not n else (f"{n / 1e6:,.1f}M" if n < 1e9 else f"{n / 1e9:,.2f}B")
     env.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
+    env.filters["num"] = lambda v: "-" if v is None else f"{v:.3g}"
     env.filters["short"] = lambda s, n=80: s if len(s or "") <= n else (s or "")[: n - 1] + "…"
     return env
 

@@ -26,12 +26,68 @@
   // ---- playground: streamed chat; Enter sends, but never while an IME composition is open ----
   function composing(e, state) { return e.isComposing || e.keyCode === 229 || state.composing; }
 
+  // POST one chat to the UI's chat endpoint and read the server-sent events: onDelta(text so far) for each
+  // piece; resolves {text, usage, ttft, total} (milliseconds from the request), rejects with the server's message.
+  function streamChat(endpoint, body, onDelta) {
+    var started = performance.now(), ttft = null, answer = "", usage = null;
+    return fetch(endpoint, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
+      body: JSON.stringify(body)
+    }).then(function (res) {
+      if (!res.ok) {
+        return res.json().then(function (j) { throw new Error(errorText(j)); }, function () { throw new Error(res.status + ""); });
+      }
+      var reader = res.body.getReader(), decoder = new TextDecoder(), buf = "";
+      function pump() {
+        return reader.read().then(function (r) {
+          if (r.done) return;
+          buf += decoder.decode(r.value, { stream: true });
+          var parts = buf.split("\n\n");
+          buf = parts.pop();
+          parts.forEach(function (evt) {
+            evt.split("\n").forEach(function (line) {
+              if (line.indexOf("data: ") !== 0) return;
+              var data = line.slice(6);
+              if (data === "[DONE]") return;
+              var obj = JSON.parse(data);
+              if (obj.error) throw new Error(errorText(obj));
+              if (obj.usage) usage = obj.usage;
+              var delta = obj.choices && obj.choices[0] && obj.choices[0].delta;
+              if (delta && delta.content) {
+                if (ttft === null) ttft = performance.now() - started;
+                answer += delta.content; onDelta(answer);
+              }
+            });
+          });
+          return pump();
+        });
+      }
+      return pump();
+    }).then(function () { return { text: answer, usage: usage, ttft: ttft, total: performance.now() - started }; });
+  }
+
+  function postJSON(endpoint, body) {
+    return fetch(endpoint, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() }, body: JSON.stringify(body)
+    }).then(function (res) {
+      return res.json().then(function (j) { if (!res.ok || j.error) throw new Error(errorText(j)); return j; },
+        function () { throw new Error(res.status + ""); });
+    });
+  }
+
+  function fill(template, values) {
+    return template.replace(/\{(\w+)\}/g, function (m, k) { return values[k] === undefined || values[k] === null ? "-" : values[k]; });
+  }
+
   function setupChat() {
     var root = document.getElementById("chat");
     if (!root) return;
     var form = document.getElementById("chat-form"), input = document.getElementById("chat-input");
     var log = document.getElementById("chat-log"), model = document.getElementById("chat-model");
     var status = document.getElementById("chat-status"), send = document.getElementById("chat-send");
+    var search = document.getElementById("chat-search"), index = document.getElementById("chat-index");
     var history = [], busy = false, state = { composing: false };
     input.addEventListener("compositionstart", function () { state.composing = true; });
     input.addEventListener("compositionend", function () { state.composing = false; });
@@ -53,6 +109,28 @@
       return body;
     }
 
+    // the grounded answer's sources under its bubble: one line per cited passage, [n] title (source)
+    function sources(body, j) {
+      var li = body.parentNode;
+      li.classList.add("grounded");
+      li.dataset.status = j.status;
+      if (j.citations && j.citations.length) {
+        var head = document.createElement("p"), list = document.createElement("ol");
+        head.className = "sources-head"; head.textContent = root.dataset.sources;
+        list.className = "citations";
+        j.citations.forEach(function (c) {
+          var item = document.createElement("li");
+          item.textContent = "[" + c.n + "] " + (c.title || c.source) + (c.title && c.source ? " (" + c.source + ")" : "");
+          list.appendChild(item);
+        });
+        li.appendChild(head); li.appendChild(list);
+      }
+      var timing = document.createElement("p");
+      timing.className = "muted timing";
+      timing.textContent = fill(root.dataset.timing, { search: Math.round(j.search_ms), total: Math.round(j.latency_ms) });
+      li.appendChild(timing);
+    }
+
     function submit() {
       var text = input.value.trim();
       if (!text || busy) return;
@@ -60,38 +138,17 @@
       bubble("user", text);
       history.push({ role: "user", content: text });
       input.value = "";
-      var out = bubble("assistant", ""), answer = "";
-      fetch(root.dataset.endpoint, {
-        method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
-        body: JSON.stringify({ model: model.value, messages: history })
-      }).then(function (res) {
-        if (!res.ok) {
-          return res.json().then(function (j) { throw new Error(errorText(j)); }, function () { throw new Error(res.status + ""); });
-        }
-        var reader = res.body.getReader(), decoder = new TextDecoder(), buf = "";
-        function pump() {
-          return reader.read().then(function (r) {
-            if (r.done) return;
-            buf += decoder.decode(r.value, { stream: true });
-            var parts = buf.split("\n\n");
-            buf = parts.pop();
-            parts.forEach(function (evt) {
-              evt.split("\n").forEach(function (line) {
-                if (line.indexOf("data: ") !== 0) return;
-                var data = line.slice(6);
-                if (data === "[DONE]") return;
-                var obj = JSON.parse(data);
-                if (obj.error) throw new Error(errorText(obj));
-                var delta = obj.choices && obj.choices[0] && obj.choices[0].delta;
-                if (delta && delta.content) { answer += delta.content; out.textContent = answer; }
-              });
-            });
-            return pump();
-          });
-        }
-        return pump();
-      }).then(function () {
+      var out = bubble("assistant", "");
+      var work;
+      if (search && search.checked) {
+        work = postJSON(root.dataset.grounded, { model: model.value, index: index.value, question: text }).then(function (j) {
+          out.textContent = j.answer; sources(out, j); return j.answer;
+        });
+      } else {
+        work = streamChat(root.dataset.endpoint, { model: model.value, messages: history }, function (a) { out.textContent = a; })
+          .then(function (r) { return r.text; });
+      }
+      work.then(function (answer) {
         history.push({ role: "assistant", content: answer });
         status.textContent = "";
       }).catch(function (err) {
@@ -99,6 +156,45 @@
         history.pop();
       }).finally(function () { busy = false; send.disabled = false; input.focus(); });
     }
+  }
+
+  // ---- playground: the same question to two served models at once, side by side, timed ----
+  function setupCompare() {
+    var root = document.getElementById("compare"), form = document.getElementById("compare-form");
+    if (!root || !form) return;
+    var input = document.getElementById("compare-input"), send = document.getElementById("compare-send");
+    var status = document.getElementById("compare-status");
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var text = input.value.trim();
+      if (!text || send.disabled) return;
+      send.disabled = true; status.textContent = "…";
+      var errors = [];
+      var runs = ["a", "b"].map(function (side) {
+        var box = document.getElementById("side-" + side), alias = document.getElementById("compare-" + side).value;
+        var answer = box.querySelector(".answer");
+        box.querySelector(".alias").textContent = alias;
+        answer.textContent = "";
+        ["latency", "ttft", "tokens"].forEach(function (c) { box.querySelector("." + c).textContent = "…"; });
+        box.dataset.state = "running";
+        return streamChat(root.dataset.endpoint, { model: alias, messages: [{ role: "user", content: text }], usage: true },
+          function (a) { answer.textContent = a; }).then(function (r) {
+          var u = r.usage || {};
+          box.querySelector(".latency").textContent = fill(root.dataset.ms, { ms: Math.round(r.total) });
+          box.querySelector(".ttft").textContent = r.ttft === null ? "-" : fill(root.dataset.ms, { ms: Math.round(r.ttft) });
+          box.querySelector(".tokens").textContent = fill(root.dataset.tokens, { prompt: u.prompt_tokens, completion: u.completion_tokens });
+          box.dataset.state = "done";
+        }).catch(function (err) {
+          box.dataset.state = "error";
+          ["latency", "ttft", "tokens"].forEach(function (c) { box.querySelector("." + c).textContent = "-"; });
+          errors.push(alias + ": " + err.message);
+        });
+      });
+      Promise.all(runs).then(function () {
+        status.textContent = errors.length ? root.dataset.error + " " + errors.join(" / ") : "";
+        send.disabled = false;
+      });
+    });
   }
 
   function errorText(j) {
@@ -126,5 +222,25 @@
     if (done) e.preventDefault();
   });
 
-  document.addEventListener("DOMContentLoaded", function () { drawCharts(); setupChat(); });
+  // ---- wizard: a data file over the limit is refused before it is sent (the server checks again) ----
+  function setupUploadLimit() {
+    var input = document.getElementById("data"), form = document.getElementById("wizard");
+    if (!input || !form || !input.dataset.maxBytes) return;
+    var max = parseInt(input.dataset.maxBytes, 10);
+    function tooLarge() { return input.files && input.files.length && input.files[0].size > max; }
+    function show() {
+      var old = document.getElementById("err-data");
+      if (old) old.remove();
+      if (!tooLarge()) { input.removeAttribute("aria-invalid"); input.setAttribute("aria-describedby", "hint-data"); return false; }
+      var p = document.createElement("p");
+      p.className = "field-error"; p.id = "err-data"; p.setAttribute("role", "alert"); p.textContent = input.dataset.tooLarge;
+      document.getElementById("hint-data").after(p);
+      input.setAttribute("aria-invalid", "true"); input.setAttribute("aria-describedby", "err-data hint-data");
+      return true;
+    }
+    input.addEventListener("change", show);
+    form.addEventListener("submit", function (e) { if (show()) { e.preventDefault(); input.focus(); } });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { drawCharts(); setupChat(); setupCompare(); setupUploadLimit(); });
 })();
