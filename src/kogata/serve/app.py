@@ -221,7 +221,7 @@ def create_app(config: ServeConfig, *, store: Any = None, engine_factory: Engine
     for r in (openai.router, feedback.router, search.router, admin.router, health.router, metrics.router):
         app.include_router(r)
     ui.install(app)
-    app.add_middleware(BodyLimits, max_body_bytes=config.max_body_bytes)
+    app.add_middleware(BodyLimits, max_body_bytes=config.max_body_bytes, path_limits=ui.upload_path_limits())
     app.add_middleware(ArtifactHeader, state_ref=lambda: state)
     return app
 

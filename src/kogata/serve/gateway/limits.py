@@ -1,7 +1,9 @@
 """Request limits at the ASGI layer, before any route runs: body size (413) and valid UTF-8 (400).
 
 The body is read here once (at most ``max_body_bytes`` + 1 bytes, so a 10 MB upload is refused without being
-held in memory) and replayed to the app.
+held in memory) and replayed to the app. Paths in ``path_limits`` (the web UI's file upload) have their own limit
+and a ``multipart/form-data`` body there is streamed through unbuffered — counted, cut off with 413 past the
+limit, not UTF-8 checked (a file may be in any encoding; the upload handler reads it as ``kogata data`` does).
 """
 
 from __future__ import annotations
@@ -15,15 +17,20 @@ Scope = dict[str, Any]
 
 
 class BodyLimits:
-    def __init__(self, app: Any, *, max_body_bytes: int):
+    def __init__(self, app: Any, *, max_body_bytes: int, path_limits: dict[str, int] | None = None):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
             return
         limit = self.max_body_bytes
+        multipart = any(n == b"content-type" and v.lower().startswith(b"multipart/form-data") for n, v in scope.get("headers") or ())
+        if multipart and scope.get("path", "") in self.path_limits:  # the route names its limit in its own page
+            await self._stream(scope, receive, send, self.path_limits[scope["path"]])
+            return
         for name, value in scope.get("headers") or ():
             if name == b"content-length":
                 try:
@@ -65,6 +72,35 @@ class BodyLimits:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _stream(self, scope: Scope, receive: Any, send: Any, limit: int) -> None:
+        """Pass the body through as it arrives; past ``limit`` the app sees a disconnect and the client a 413."""
+        size, over, started = 0, False, False
+
+        async def counted() -> dict[str, Any]:
+            nonlocal size, over
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if over:
+                return
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, guarded_send)
+        except Exception:
+            if not over:
+                raise
+        if over and not started:
+            await _reply(send, 413, f"request body is over the limit of {limit} bytes", "request_too_large")
 
 
 async def _reply(send: Any, status: int, message: str, code: str) -> None:
