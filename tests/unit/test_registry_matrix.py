@@ -17,6 +17,8 @@ from kogata.eval import metrics as M
 from kogata.eval.tasks import task_type, task_type_names
 from kogata.methods.registry import list_methods
 from kogata.runtimes.registry import runtime_names
+from kogata.search.metrics import mrr_at, ndcg_at, recall_at
+from kogata.search.rag_task import contains
 from tests.tiny_models import CORPUS, make_tokenizer
 from tests.unit._tiny import FAQ, INTENTS, write_jsonl, write_tiny_suite
 
@@ -217,30 +219,61 @@ def _perplexity_task(folder: Path) -> dict[str, Any]:
     return {"name": "ppl", "type": "perplexity", "data": "docs.txt"}
 
 
+SEARCH_QUERIES = [  # one query the documents answer, one they do not (no_answer_acc)
+    {"id": "s1", "query": "How often should the kettle be descaled?", "gold": ["manuals/kt-110.md"], "answer": "every three months"},
+    {"id": "s2", "query": "株主総会の開催日は？", "gold": [], "answer": ""},
+]
+
+
+def _search_docs(folder: Path) -> None:
+    from tests.fixtures.search_corpus import write_docs
+
+    write_docs(folder / "docs")
+    write_jsonl(folder / "queries.jsonl", SEARCH_QUERIES)
+
+
+def _retrieval_task(folder: Path) -> dict[str, Any]:
+    _search_docs(folder)  # the tiny embedder is the runtime under evaluation (runtime_kind "embedder")
+    return {"name": "find", "type": "retrieval", "docs": "docs", "data": "queries.jsonl", "tokenizer": "bigram", "min_similarity": 0.99}
+
+
+def _rag_qa_task(folder: Path) -> dict[str, Any]:
+    _search_docs(folder)  # the tiny llama answers; the task's embedder is the tiny one in the matrix store
+    return {"name": "ask", "type": "rag_qa", "docs": "docs", "data": "queries.jsonl", "tokenizer": "bigram",
+            "embedder": "tiny-embedder", "min_similarity": -1.0, "k": 2, "max_tokens": 4,
+            "chat": False}  # on a chat prompt the random model says nothing (= not found): no answer to score citations of
+
+
 TASK_CASES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "generate": _generate_task,
     "multiple_choice": _multiple_choice_task,
     "perplexity": _perplexity_task,
+    "retrieval": _retrieval_task,
+    "rag_qa": _rag_qa_task,
 }
 TASK_NAMES = task_type_names()
+for _name in TASK_NAMES:
+    task_type(_name)  # plugin types (kogata.search) register themselves and their metrics on first use
 
 
 @pytest.fixture(scope="module")
-def task_results(env) -> dict[str, dict[str, Any]]:
-    """Each task type's 2-item task evaluated with the torch runtime (shared with the metric rows)."""
+def task_results(env, embedder_art) -> dict[str, dict[str, Any]]:
+    """Each task type's 2-item task evaluated with the runtime of its kind — torch on the tiny llama, or the tiny
+    embedder (shared with the metric rows)."""
     from kogata.eval.tasks import build_task
     from kogata.runtimes import open_runtime
 
-    rt = open_runtime("torch", env["arts"]["hf"])
+    runtimes = {"lm": open_runtime("torch", env["arts"]["hf"]), "embedder": open_runtime("embedder", embedder_art)}
     out = {}
     try:
         for name in sorted(set(TASK_CASES) & set(TASK_NAMES)):
             folder = env["root"] / f"task-{name}"
             folder.mkdir(exist_ok=True)
             task = build_task(TASK_CASES[name](folder), base_dir=folder, seed=1, language="en", source=f"matrix:{name}")
-            out[name] = task.run(rt)
+            out[name] = task.run(runtimes[task.runtime_kind])
     finally:
-        rt.close()
+        for rt in runtimes.values():
+            rt.close()
     return out
 
 
@@ -290,6 +323,16 @@ METRIC_CASES: dict[str, MetricCase] = {
     "bits_per_byte": MetricCase("perplexity", _positive, lambda: (M.bits_per_byte([-10 * _LN2, -6 * _LN2], [10, 6]), 1.0)),
     "token_perplexity": MetricCase("perplexity", _at_least_one, lambda: (M.token_perplexity([-2.0, -2.0], [1, 1]), math.e ** 2)),
     "word_perplexity": MetricCase("perplexity", _at_least_one, lambda: (M.word_perplexity([-3.0], [3]), math.e)),
+    "recall_at_1": MetricCase("retrieval", _fraction, lambda: (recall_at(["b", "a"], {"a"}, 1), 0.0)),
+    "recall_at_5": MetricCase("retrieval", _fraction, lambda: (recall_at(["b", "b", "a", "c"], {"a", "d"}, 5), 0.5)),
+    "recall_at_10": MetricCase("retrieval", _fraction, lambda: (recall_at(["x"] * 3 + ["a"], {"a"}, 10), 1.0)),
+    "mrr_at_10": MetricCase("retrieval", _fraction, lambda: (mrr_at(["b", "b", "c", "a"], {"a"}, 10), 1 / 3)),
+    "ndcg_at_10": MetricCase("retrieval", _fraction, lambda: (ndcg_at(["b", "a"], {"a"}, 10), 1 / math.log2(3))),
+    "no_answer_acc": MetricCase("retrieval", _fraction),
+    "answer_contains": MetricCase("rag_qa", _fraction,
+                                  lambda: (float(contains("It is 45 W [1].", "45 W") and not contains("145 W", "45 W")), 1.0)),
+    "context_recall": MetricCase("rag_qa", _fraction, lambda: (float(contains("到着後30日以内であれば", "30日以内")), 1.0)),
+    "citation_accuracy": MetricCase("rag_qa", _fraction),
     "load_s": MetricCase("efficiency", lambda v: v >= 0),
     "prefill_tok_s": MetricCase("efficiency", _positive),
     "decode_tok_s": MetricCase("efficiency", _positive),

@@ -104,3 +104,36 @@ def test_chunk_level_gold_and_bad_configs(tmp_path, monkeypatch):
         suite.tasks[0].run(None)
     with pytest.raises(KogataError, match="must be a list of document ids"):
         _suite(tmp_path, [{"name": "c", "type": "retrieval", "docs": "docs", "data": "q.jsonl"}], [{"id": "a", "query": "x", "gold": 3}])
+
+
+def test_kogata_eval_runs_a_retrieval_suite_in_a_fresh_process(tmp_path):
+    """`kogata eval` on a suite of retrieval tasks: nothing imports kogata.search beforehand (eval finds the type by
+    name), the embedder is the runtime under evaluation, and the numbers land in results.json."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    write_docs(tmp_path / "docs")
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in QUERIES), encoding="utf-8")
+    tasks = [{"name": "hyb", "type": "retrieval", "docs": "docs", "data": "q.jsonl", "tokenizer": "bigram"},
+             {"name": "lex", "type": "retrieval", "docs": "docs", "data": "q.jsonl", "mode": "bm25", "tokenizer": "bigram"}]
+    doc = {"name": "cli-search", "language": "ja", "tasks": tasks, "kpis": {"min": {"hyb.recall_at_5": 0.9}},
+           "efficiency": {"prompt_tokens": 16, "gen_tokens": 2, "repeats": 1, "warmup": 0, "latency_prompts": 2}}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    env = {**os.environ, "KOGATA_HOME": str(e5_home()), "KOGATA_THREADS": "1", "OMP_WAIT_POLICY": "passive"}
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "kogata", "eval", "multilingual-e5-small", "--suite", str(tmp_path / "suite.yaml"),
+                           "--runtime", "e5", "--threads", "1", "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert (out / "results.json").is_file(), proc.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    (entry,) = res["entries"]
+    assert entry["key"] == "multilingual-e5-small@e5" and [t["type"] for t in res["suite"]["tasks"]] == ["retrieval", "retrieval"]
+    hyb, lex = entry["quality"]["hyb"], entry["quality"]["lex"]
+    assert hyb["metrics"]["recall_at_5"]["value"] == 1.0 and hyb["retrieval"]["mode"] == "hybrid" and lex["retrieval"]["mode"] == "bm25"
+    assert entry["metrics"]["hyb.recall_at_5"] == 1.0 and entry["kpi"]["gates"][0]["pass"]
+    assert proc.returncode == 0, entry["error"]
+    assert entry["verdict"] == "PASS"
+    eff = entry["efficiency"]["metrics"]  # measured as an embedder: tokens embedded per second, one query's latency
+    assert eff["prefill_tok_s"] > 0 and eff["latency_p95_ms"] > 0

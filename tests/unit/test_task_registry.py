@@ -8,21 +8,38 @@ from types import SimpleNamespace
 import pytest
 
 import kogata.eval.metrics as M
+import kogata.eval.tasks as tasks_pkg
 from kogata.core.errors import KogataError
 from kogata.eval.kpi import available_metric_names, validate_kpis
-from kogata.eval.tasks import TASK_TYPES, Task, primary_metric, produced_metrics, register_task_type, task_type_names
+from kogata.eval.tasks import TASK_TYPES, Task, primary_metric, produced_metrics, register_task_type, task_type, task_type_names
 from kogata.eval.tasks.perplexity import PerplexityTask
 from kogata.optimize.decide import quality_kept
 from kogata.report import format as report_format
 
+RUNTIME_KINDS = {"generate": "lm", "multiple_choice": "lm", "perplexity": "lm", "retrieval": "embedder", "rag_qa": "lm"}
 
-@pytest.mark.parametrize("name", ["generate", "multiple_choice", "perplexity"])
+
+@pytest.mark.parametrize("name", sorted(RUNTIME_KINDS))
 def test_every_type_declares_registered_metrics_and_a_primary(name):
-    cls = TASK_TYPES[name]
+    cls = task_type(name)  # retrieval / rag_qa: imported by name from kogata.search on first use
+    assert cls is not None and TASK_TYPES[name] is cls and name in task_type_names()
     assert cls.type_name == name and cls.metrics and cls.primary
     for m in cls.metrics:
         assert M.METRICS[m].group == "quality"
-    assert set(cls.primary) <= set(cls.metrics) and cls.runtime_kind == "lm"
+    assert set(cls.primary) <= set(cls.metrics) and cls.runtime_kind == RUNTIME_KINDS[name]
+
+
+def test_plugin_types_resolve_by_name_and_a_broken_plugin_is_one_clear_error(monkeypatch):
+    assert primary_metric("rag_qa", ["citation_accuracy", "f1"]) == "f1"
+    assert primary_metric("retrieval", ["ndcg_at_10", "mrr_at_10"]) == "mrr_at_10"
+    assert produced_metrics(SimpleNamespace(name="x", type="retrieval"))[:2] == ["recall_at_1", "recall_at_5"]
+    suite = SimpleNamespace(tasks=[SimpleNamespace(name="find", type="retrieval"), SimpleNamespace(name="ask", type="rag_qa")])
+    validate_kpis({"min": {"find.recall_at_5": 0.9, "ask.citation_accuracy": 0.8, "ask.no_answer_acc": 0.5}},
+                  available_metric_names(suite))  # fmt: skip
+    monkeypatch.setitem(tasks_pkg.PLUGIN_TASK_TYPES, "vision_qa", "kogata.no_such_plugin")
+    assert "vision_qa" in task_type_names()
+    with pytest.raises(KogataError, match="task type 'vision_qa' lives in kogata.no_such_plugin, which cannot be imported"):
+        task_type("vision_qa")
 
 
 def test_metric_registry_directions_units_and_groups():

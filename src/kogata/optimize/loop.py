@@ -51,6 +51,7 @@ class Search:
                  log: Callable[[str], None] = print, on_event: Callable[[str, dict[str, Any]], None] | None = None):
         from kogata.eval.cost import load_price
         from kogata.eval.kpi import available_metric_names, validate_kpis
+        from kogata.eval.run import check_kinds
 
         self.project = project
         self.store = store or Store()
@@ -59,6 +60,7 @@ class Search:
         settings.set_threads(project.threads)
         self.suite = load_project_suite(project)  # validates tasks and data before any model work
         validate_kpis(self.suite.kpis, available_metric_names(self.suite))
+        check_kinds(self.suite, [], [project.runtime])  # a retrieval task needs an embedder runtime: say so before building
         self.price = load_price(self.suite.price)
         local = project.folder / project.base
         self.base = resolve_base(self.store, str(local) if local.exists() else project.base, log)

@@ -2,7 +2,8 @@
 mapped back to their sources.
 
 * :func:`answer_language` — ``ja`` when a third of the question's letters are kana/kanji, else ``en``.
-* :func:`build_messages` — the chat messages (system rules + numbered passages + question) in that language.
+* :func:`build_messages` — the chat messages (system rules + numbered passages + question) in that language;
+  :func:`answer_request` — that prompt as the one generation request the model gets (what the probe times).
 * :func:`parse_citations` — every ``[n]`` (also ``［n］``, ``[1, 2]``, ``[1][2]``) in the answer; markers that
   point to no retrieved passage are removed from the text and reported, so every ``[n]`` left points to a chunk.
 * :func:`answer_question` — the whole step: when retrieval is empty or weak (:func:`kogata.search.retrieve.is_weak`)
@@ -83,6 +84,15 @@ def plain_prompt(question: str, hits: list[Hit], language: str) -> str:
     return f"{SYSTEM[language]}\n\n{docs}:\n{passage_block(hits)}\n\n{q}: {question.strip()}\n{a}:"
 
 
+def answer_request(question: str, hits: list[Hit], language: str, *, max_tokens: int = 200, use_chat: bool = True) -> GenerateRequest:
+    """The generation request :func:`answer_question` sends for these passages (chat messages, or the plain prompt
+    with its stop sequences): what the ``rag_qa`` task hands the efficiency probe to time."""
+    if use_chat:
+        return GenerateRequest(messages=build_messages(question, hits, language), max_tokens=max_tokens, stop=[])
+    return GenerateRequest(prompt=plain_prompt(question, hits, language), max_tokens=max_tokens,
+                           stop=["\n\n", f"\n{LABELS[language][1]}:"])  # fmt: skip
+
+
 def parse_citations(text: str, n_passages: int) -> tuple[str, list[int], list[int]]:
     """(text with invalid markers removed, cited passage numbers in order of first use, invalid numbers)."""
     cited: list[int] = []
@@ -113,8 +123,7 @@ def answer_question(runtime: Any, question: str, hits: list[Hit], *, language: s
     if use_chat:  # runtimes render the model's chat template, or a plain transcript for base models
         raw = runtime.chat(messages, max_tokens=max_tokens, stop=None)
     else:
-        (raw,) = runtime.generate([GenerateRequest(prompt=plain_prompt(question, hits, lang), max_tokens=max_tokens,
-                                                   stop=["\n\n", f"\n{LABELS[lang][1]}:"])])  # fmt: skip
+        (raw,) = runtime.generate([answer_request(question, hits, lang, max_tokens=max_tokens, use_chat=False)])
     text, cited, invalid = parse_citations(raw or "", len(hits))
     if not text or _NOT_FOUND_RE.search(text) and not cited:
         return Answer(question, lang, NOT_FOUND[lang], "not_found", passages=passages, invalid_citations=invalid, prompt=messages)

@@ -22,7 +22,10 @@ occurrence kept) or of chunks; each the mean over queries with a bootstrap 95% i
 ``gold`` is empty have no answer in the documents: ``no_answer_acc`` is the share of them the retriever
 judged weak (:func:`kogata.search.retrieve.is_weak`). Results also break every metric down by ``group``.
 
-Registered when :mod:`kogata.search` is imported (this module registers the type and its metrics with eval).
+The document keys (``docs``, ``mode``, ``keyword_weight``, ``chunk_size``, ``overlap``, ``tokenizer``,
+``min_similarity``) and the in-memory index live in :class:`DocumentSearchTask`, which ``rag_qa``
+(:mod:`kogata.search.rag_task`) shares. Registered when this module is imported: ``kogata eval`` imports it by
+name the first time a suite names ``type: retrieval`` (:data:`kogata.eval.tasks.PLUGIN_TASK_TYPES`).
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ for _spec in (
     M.MetricSpec("recall_at_10", per_item=True, summary="retrieval: share of the gold passages in the top 10"),
     M.MetricSpec("mrr_at_10", per_item=True, summary="retrieval: 1 / rank of the first gold passage (top 10)"),
     M.MetricSpec("ndcg_at_10", per_item=True, summary="retrieval: normalised discounted cumulative gain, top 10"),
-    M.MetricSpec("no_answer_acc", per_item=True, summary="retrieval: share of no-answer queries judged not in the documents"),
+    M.MetricSpec("no_answer_acc", per_item=True,
+                 summary="share of no-answer queries judged not in the documents (retrieval: weak hits; rag_qa: the answer says so)"),
 ):
     if _spec.name not in M.METRICS:
         M.register_metric(_spec)
@@ -65,17 +69,13 @@ def _gold(value: Any) -> list[str]:
     raise TypeError(value)
 
 
-@register_task_type("retrieval")
-class RetrievalTask(Task):
-    metrics = RETRIEVAL_METRICS
-    primary = ("recall_at_5", "mrr_at_10", "recall_at_1")
-    runtime_kind = "embedder"
-    keys = ("docs", "mode", "keyword_weight", "chunk_size", "overlap", "tokenizer", "level", "min_similarity", "query_field",
-            "gold_field", "group_field", "depth")  # fmt: skip
-    required = ("data", "docs")
+class DocumentSearchTask(Task):
+    """Shared by the document-search task types: the documents, how they are chunked, tokenised and ranked, and
+    the in-memory index of them (built once per embedder, vectors through the cache under ``$KOGATA_HOME``)."""
 
-    def __init__(self, cfg: dict[str, Any], **kw: Any):
-        super().__init__(cfg, **kw)
+    search_keys = ("docs", "mode", "keyword_weight", "chunk_size", "overlap", "tokenizer", "min_similarity")
+
+    def _setup_search(self) -> None:
         docs = self.cfg.get("docs")
         docs = [docs] if isinstance(docs, str) else docs
         if not isinstance(docs, list) or not docs or not all(isinstance(d, str) and d for d in docs):
@@ -91,6 +91,39 @@ class RetrievalTask(Task):
         self.tokenizer = self._str("tokenizer", "sudachi")
         if self.tokenizer not in TOKENIZERS:
             raise KogataError(f"{self.where}: tokenizer {self.tokenizer!r} is unknown", f"use one of: {', '.join(TOKENIZERS)}")
+        self._indexes: dict[str, tuple[Any, Any]] = {}
+
+    def _float(self, key: str, default: float) -> float:
+        value = self.cfg.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise KogataError(f"{self.where}: {key} must be a number, got {value!r}", f"e.g. {key}: {default}")
+        return float(value)
+
+    def index(self, embedder: Any) -> tuple[Any, Any]:
+        """``(backend, ingest)``: the task's documents chunked and indexed in memory, with ``embedder``'s vectors
+        (None: BM25 only). Built once per embedder artifact."""
+        key = str(getattr(embedder, "artifact_id", id(embedder))) if embedder is not None else "bm25"
+        if key not in self._indexes:
+            self._indexes[key] = memory_index(self.docs, embedder=embedder, chunker=self.chunker, tokenizer=self.tokenizer,
+                                              cache_home=settings.kogata_home())  # fmt: skip
+        return self._indexes[key]
+
+    def search_info(self, backend: Any) -> dict[str, Any]:
+        return {"mode": self.mode, "keyword_weight": self.keyword_weight, "chunker": self.chunker.to_dict(),
+                "tokenizer": self.tokenizer, "chunks": len(backend), "min_similarity": self.min_similarity}  # fmt: skip
+
+
+@register_task_type("retrieval")
+class RetrievalTask(DocumentSearchTask):
+    metrics = RETRIEVAL_METRICS
+    primary = ("recall_at_5", "mrr_at_10", "recall_at_1")
+    runtime_kind = "embedder"
+    keys = (*DocumentSearchTask.search_keys, "level", "query_field", "gold_field", "group_field", "depth")
+    required = ("data", "docs")
+
+    def __init__(self, cfg: dict[str, Any], **kw: Any):
+        super().__init__(cfg, **kw)
+        self._setup_search()
         self.level = self._str("level", "document")
         if self.level not in ("document", "chunk"):
             raise KogataError(f"{self.where}: level must be document or chunk, got {self.level!r}", "level: document")
@@ -105,24 +138,17 @@ class RetrievalTask(Task):
             except TypeError:
                 raise KogataError(f"{self.where}: item {self.item_id(r, i)}: {self.gold_field} must be a list of document ids",
                                   'e.g. "gold": ["policies/returns.md"], or [] for a query with no answer') from None  # fmt: skip
-        self._indexes: dict[str, Any] = {}
+        self._retrievers: dict[str, Retriever] = {}
 
     def _extra_columns(self) -> list[str]:
         return [self.cfg.get("query_field") or "query"]
 
-    def _float(self, key: str, default: float) -> float:
-        value = self.cfg.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise KogataError(f"{self.where}: {key} must be a number, got {value!r}", f"e.g. {key}: {default}")
-        return float(value)
-
     def retriever(self, runtime: Any) -> Retriever:
-        """The in-memory index of the task's documents for this embedder (built once per embedder)."""
+        """The in-memory index of the task's documents for this embedder (built once per embedder), its gold checked."""
         dense = self.mode != "bm25"
         key = str(getattr(runtime, "artifact_id", id(runtime))) if dense else "bm25"
-        if key not in self._indexes:
-            backend, ingest = memory_index(self.docs, embedder=runtime if dense else None, chunker=self.chunker,
-                                           tokenizer=self.tokenizer, cache_home=settings.kogata_home())  # fmt: skip
+        if key not in self._retrievers:
+            backend, ingest = self.index(runtime if dense else None)
             known = {d.doc_id for d in ingest.documents} | {d.source for d in ingest.documents}
             if self.level == "chunk":
                 known = {c.chunk_id for c in backend.chunks}
@@ -130,8 +156,8 @@ class RetrievalTask(Task):
             if unknown:
                 raise KogataError(f"{self.where}: gold {self.level} {unknown[0]!r} is not among the documents read from {self.docs[0]}",
                                   f"fix the data ({len(unknown)} unknown), or the docs path")  # fmt: skip
-            self._indexes[key] = Retriever(backend, self.tokenizer, runtime if dense else None, keyword_weight=self.keyword_weight)
-        return self._indexes[key]
+            self._retrievers[key] = Retriever(backend, self.tokenizer, runtime if dense else None, keyword_weight=self.keyword_weight)
+        return self._retrievers[key]
 
     def _ids(self, hits: list[Any], gold: set[str]) -> list[str]:
         if self.level == "chunk":
@@ -176,8 +202,7 @@ class RetrievalTask(Task):
                                     else M.not_reported("no query without an answer in the data", 0))  # fmt: skip
         by_group = {g: {m: sum(v) / len(v) for m, v in ms.items()} | {"n": max(len(v) for v in ms.values())}
                     for g, ms in sorted(groups.items())}  # fmt: skip
-        info = {"mode": self.mode, "level": self.level, "keyword_weight": self.keyword_weight, "chunker": self.chunker.to_dict(),
-                "tokenizer": self.tokenizer, "chunks": len(retriever.backend), "min_similarity": self.min_similarity}  # fmt: skip
+        info = {**self.search_info(retriever.backend), "level": self.level}
         return {"metrics": metrics, "per_item": per_item, "per_item_no_answer": no_answer, "groups": by_group,
                 "retrieval": info, "samples": samples}  # fmt: skip
 

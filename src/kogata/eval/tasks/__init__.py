@@ -18,7 +18,10 @@ the optimize decision and the reports read these through :func:`task_type`, :fun
 :func:`produced_metrics` instead of switching on type names.
 
 Adding a task type = one module with a ``Task`` subclass decorated with ``@register_task_type("name")``,
-imported at the bottom of this file, plus one row in the parametrised test.
+imported at the bottom of this file, plus one row in the parametrised test. Types that live in a higher layer
+(``retrieval`` and ``rag_qa`` in :mod:`kogata.search`, which eval may not import) are named in
+:data:`PLUGIN_TASK_TYPES` instead: the module is imported by name the first time a suite, a KPI or a report
+meets the type, and registers itself then.
 Prompt templates use Python ``str.format`` fields (``{question}``); every field must be mapped to a data
 column in ``fields`` (``{{``/``}}`` write literal braces). Few-shot examples are drawn per item with a
 generator seeded by (suite seed, task name, item index), so reruns see identical prompts.
@@ -27,6 +30,7 @@ generator seeded by (suite seed, task name, item index), so reruns see identical
 from __future__ import annotations
 
 import difflib
+import importlib
 import random
 import string
 import time
@@ -42,6 +46,8 @@ from kogata.runtimes.base import GenerateRequest
 Progress = Callable[[str, int, int], None]  # (task name, items done, items total)
 N_SAMPLES = 20
 TASK_TYPES: dict[str, type[Task]] = {}
+# type name -> the module that registers it when imported (by name: these modules sit above eval in the layers)
+PLUGIN_TASK_TYPES: dict[str, str] = {"retrieval": "kogata.search.eval_task", "rag_qa": "kogata.search.rag_task"}
 
 
 def register_task_type(name: str):
@@ -61,19 +67,34 @@ def register_task_type(name: str):
 
 
 def task_type_names() -> list[str]:
-    return sorted(TASK_TYPES)
+    """Every type a suite may name: the registered ones and the plugin types (registered on first use)."""
+    return sorted(set(TASK_TYPES) | set(PLUGIN_TASK_TYPES))
+
+
+def _registered(name: Any) -> type[Task] | None:
+    """The class registered as ``name``, importing its plugin module first when it is a plugin type."""
+    if not isinstance(name, str):
+        return None
+    if name not in TASK_TYPES and name in PLUGIN_TASK_TYPES:
+        module = PLUGIN_TASK_TYPES[name]
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise KogataError(f"task type {name!r} lives in {module}, which cannot be imported ({exc})",
+                              "install kogata with its search dependencies (pip install -e .)") from None  # fmt: skip
+    return TASK_TYPES.get(name)
 
 
 def task_type(name: str) -> type[Task] | None:
     """The class registered as ``name`` (None for an unknown name)."""
-    return TASK_TYPES.get(name)
+    return _registered(name)
 
 
 def primary_metric(type_name: str, available: Iterable[str]) -> str | None:
     """The metric that stands for a task result: the type's first ``primary`` metric that is ``available``
     (reported with a value), else the first available one."""
     names = list(available)
-    cls = TASK_TYPES.get(type_name)
+    cls = _registered(type_name)
     for m in cls.primary if cls else ():
         if m in names:
             return m
@@ -90,7 +111,7 @@ def produced_metrics(task: Any) -> list[str]:
     declared = getattr(task, "metric_names", None) or getattr(task, "metrics", None)
     if declared and not callable(declared) and not isinstance(declared, dict):
         return [m if isinstance(m, str) else getattr(m, "name", str(m)) for m in declared]
-    cls = TASK_TYPES.get(kind)
+    cls = _registered(kind)
     return list(cls.metrics) if cls else []
 
 
@@ -102,9 +123,10 @@ def build_task(cfg: dict[str, Any], *, base_dir: Path, seed: int, language: str,
     if not isinstance(name, str) or not name.strip():
         raise KogataError(f"{source}: a task has no name", "give every task a unique name: <identifier>")
     kind = cfg.get("type")
-    if kind not in TASK_TYPES:
+    cls = _registered(kind)
+    if cls is None:
         raise KogataError(f"{source}: task {name!r} has unknown type {kind!r}", f"valid types: {', '.join(task_type_names())}")
-    return TASK_TYPES[kind](cfg, base_dir=base_dir, seed=seed, language=language, source=source)
+    return cls(cfg, base_dir=base_dir, seed=seed, language=language, source=source)
 
 
 def template_fields(template: str) -> list[str]:

@@ -1,0 +1,229 @@
+"""Task type ``rag_qa``: does the generator under evaluation answer from the retrieved passages, and cite them?
+
+```yaml
+- name: handbook_answers
+  type: rag_qa
+  docs: [company-docs/en, company-docs/shared]   # read, chunked and ranked exactly as in a retrieval task
+  data: company-docs/queries-en.jsonl   # {"id", "query", "answer": "45 W" (or a list, or "" = not in the documents), "group"}
+  embedder: multilingual-e5-small       # a store artifact (name or id; the catalog's e5 is pulled once); unused with mode: bm25
+  mode: hybrid                          # bm25 | dense | hybrid; keyword_weight, chunk_size, overlap, tokenizer, min_similarity
+  k: 3                                  # passages given to the model
+  max_tokens: 96
+  chat: true                            # chat messages (the model's template), or one plain prompt
+  answer_language: auto                 # auto (per question, as `kogata ask`) | ja | en
+```
+
+The runtime under evaluation is the generator (``runtime_kind = "lm"``); the embedder is the task's, opened for
+the run and closed after it. Every question is retrieved (top ``k``) and answered by
+:func:`kogata.search.answer.answer_question` with its ja/en grounded prompt; a weak retrieval gets
+"資料に記載がありません / not in the documents" without calling the model. Scores, each the mean with a
+bootstrap 95% interval:
+
+* over questions with a gold answer: ``f1`` and ``exact_match`` (the ja/en normalisation of
+  :mod:`kogata.eval.metrics`, citation markers removed first; the best over several gold answers; 0 when the
+  answer is "not in the documents"), ``answer_contains`` (the normalised gold answer appears in the answer)
+  and ``context_recall`` (it appears in one of the ``k`` passages: what retrieval made possible);
+* over those the model answered: ``citation_accuracy`` — the share whose cited passages (the ``[n]`` left after
+  :func:`~kogata.search.answer.parse_citations`, mapped to the n-th passage) contain the gold answer;
+* over questions whose gold answer is empty: ``no_answer_acc`` — the share answered "not in the documents".
+
+A ``grounded_rate`` (the guard's grounding check) is not reported: that check lives in :mod:`kogata.guard`,
+a sibling layer search may not import. For the efficiency probe, :meth:`RagQATask.prompts` builds the same
+grounded prompts from BM25 passages, so the probe never loads the embedder and measures the generator alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+import kogata.eval.metrics as M
+from kogata.core.errors import KogataError
+from kogata.eval.data import Record
+from kogata.eval.tasks import N_SAMPLES, Progress, register_task_type
+from kogata.runtimes.base import GenerateRequest
+from kogata.search.answer import answer_language, answer_question, answer_request
+from kogata.search.eval_task import DocumentSearchTask, _gold
+from kogata.search.retrieve import Retriever
+from kogata.search.vectors import DEFAULT_EMBEDDER
+
+ANSWER_METRICS = ("f1", "exact_match", "answer_contains", "context_recall")
+RAG_METRICS = (*ANSWER_METRICS, "citation_accuracy", "no_answer_acc")
+for _spec in (
+    M.MetricSpec("answer_contains", per_item=True, summary="rag_qa: the normalised gold answer appears in the answer"),
+    M.MetricSpec("context_recall", per_item=True, summary="rag_qa: the gold answer appears in one of the passages given to the model"),
+    M.MetricSpec("citation_accuracy", per_item=True, summary="rag_qa: share of answers whose cited passages contain the gold answer"),
+):
+    if _spec.name not in M.METRICS:
+        M.register_metric(_spec)
+_MARKER = re.compile(r"\[\d{1,3}\]")
+LANGUAGES = ("auto", "ja", "en")
+
+
+def _spaced(text: str) -> str:
+    """Normalised tokens joined by single spaces and padded: `" 45 w "`; containment then respects word edges."""
+    return " " + " ".join(M.tokenize(M.normalize_answer(text))) + " "
+
+
+def contains(haystack: str, needle: str) -> bool:
+    """Whether the normalised ``needle`` appears in the normalised ``haystack`` (whole words; characters for CJK)."""
+    small = _spaced(needle)
+    return small.strip() != "" and small in _spaced(haystack)
+
+
+@register_task_type("rag_qa")
+class RagQATask(DocumentSearchTask):
+    metrics = RAG_METRICS
+    primary = ("f1", "answer_contains", "citation_accuracy")
+    runtime_kind = "lm"
+    keys = (*DocumentSearchTask.search_keys, "embedder", "k", "max_tokens", "chat", "answer_language", "query_field",
+            "answer_field", "group_field")  # fmt: skip
+    required = ("data", "docs")
+
+    def __init__(self, cfg: dict[str, Any], **kw: Any):
+        super().__init__(cfg, **kw)
+        self._setup_search()
+        self.k = self._int("k", 3, minimum=1)
+        self.max_tokens = self._int("max_tokens", 96, minimum=1)
+        self.chat = self.cfg.get("chat", True)
+        if not isinstance(self.chat, bool):
+            raise KogataError(f"{self.where}: chat must be true or false, got {self.chat!r}", "chat: true")
+        self.answer_language = self._str("answer_language", "auto")
+        if self.answer_language not in LANGUAGES:
+            raise KogataError(f"{self.where}: answer_language must be one of {', '.join(LANGUAGES)}, got {self.answer_language!r}",
+                              "answer_language: auto")  # fmt: skip
+        self.query_field = self._str("query_field", "query")
+        self.answer_field = self._str("answer_field", "answer")
+        self.group_field = self._str("group_field", "group")
+        embedder = self._str("embedder", DEFAULT_EMBEDDER)
+        self.embedder_ref: str | None = None if self.mode == "bm25" else embedder
+        if self.embedder_ref is not None:
+            self._check_embedder(self.embedder_ref)
+        self.answers: list[list[str]] = []
+        for i, r in enumerate(self.records):
+            try:
+                self.answers.append(_gold(r.get(self.answer_field)))
+            except TypeError:
+                raise KogataError(f"{self.where}: item {self.item_id(r, i)}: {self.answer_field} must be a string or a list of strings",
+                                  'e.g. "answer": "45 W", or "" for a question the documents do not answer') from None  # fmt: skip
+
+    def _extra_columns(self) -> list[str]:
+        return [self.cfg.get("query_field") or "query", self.cfg.get("answer_field") or "answer"]
+
+    def produced_metrics(self) -> list[str]:
+        return list(self.metrics)
+
+    # ---------------------------------------------------------------- retrieval
+    def _check_embedder(self, ref: str) -> None:
+        """At load time: ``ref`` is an embedder in the store, or the catalog's (pulled on first use)."""
+        from kogata.artifacts.catalog import CATALOG
+        from kogata.artifacts.store import Store
+
+        art = Store().find(ref)
+        if art is None and not (ref in CATALOG and CATALOG[ref].kind == "embedder"):
+            raise KogataError(f"{self.where}: embedder {ref!r} is not in the store", f"pull it (`kogata models pull {DEFAULT_EMBEDDER}`), "
+                              "name an embedder from `kogata models list`, or use mode: bm25")  # fmt: skip
+        if art is not None and art.kind != "embedder":
+            raise KogataError(f"{self.where}: embedder {ref!r} is a {art.kind}, not an embedder", f"e.g. embedder: {DEFAULT_EMBEDDER}")
+
+    def _open_embedder(self) -> Any:
+        from kogata.artifacts.store import Store
+        from kogata.search.vectors import open_embedder, resolve_embedder
+
+        if self.embedder_ref is None:
+            return None
+        try:
+            art = resolve_embedder(Store(), self.embedder_ref)
+        except KogataError as exc:
+            raise KogataError(f"{self.where}: embedder: {exc.message}", exc.hint) from None
+        return open_embedder(art)
+
+    def _retrieve(self, questions: list[str], embedder: Any) -> tuple[list[list[Any]], Any]:
+        backend, _ = self.index(embedder)
+        retriever = Retriever(backend, self.tokenizer, embedder, keyword_weight=self.keyword_weight)
+        mode = self.mode if embedder is not None else "bm25"
+        return retriever.search_many(questions, k=self.k, mode=mode), backend
+
+    def _language(self, question: str) -> str:
+        return answer_language(question) if self.answer_language == "auto" else self.answer_language
+
+    # ---------------------------------------------------------------- running
+    def _run(self, runtime: Any, items: list[tuple[int, Record]], progress: Progress) -> dict[str, Any]:
+        questions = [str(r[self.query_field]) for _, r in items]
+        embedder = self._open_embedder()
+        try:
+            rankings, backend = self._retrieve(questions, embedder)
+            embedder_info = embedder.info() if embedder is not None else None
+        finally:
+            if embedder is not None:
+                embedder.close()
+        per_item: dict[str, list[Any]] = {"id": [], **{m: [] for m in ANSWER_METRICS}}
+        cited: dict[str, list[Any]] = {"id": [], "citation_accuracy": []}
+        no_answer: dict[str, list[Any]] = {"id": [], "no_answer_acc": []}
+        groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        status = {"answered": 0, "not_found": 0, "invalid_citations": 0}
+        samples = []
+        for done, ((i, record), question, hits) in enumerate(zip(items, questions, rankings), 1):
+            item_id = self.item_id(record, i)
+            golds = self.answers[i]
+            ans = answer_question(runtime, question, hits, language=self._language(question), max_tokens=self.max_tokens,
+                                  min_similarity=self.min_similarity, use_chat=self.chat)  # fmt: skip
+            status[ans.status] += 1
+            status["invalid_citations"] += len(ans.invalid_citations)
+            scores = self._score(ans, hits, golds)
+            if golds:
+                per_item["id"].append(item_id)
+                for m in ANSWER_METRICS:
+                    per_item[m].append(scores[m])
+                if "citation_accuracy" in scores:
+                    cited["id"].append(item_id)
+                    cited["citation_accuracy"].append(scores["citation_accuracy"])
+            else:
+                no_answer["id"].append(item_id)
+                no_answer["no_answer_acc"].append(scores["no_answer_acc"])
+            for m, v in scores.items():
+                groups[str(record.get(self.group_field) or "all")][m].append(v)
+            if len(samples) < N_SAMPLES:
+                samples.append({"id": item_id, "prompt": question, "prediction": ans.text, "target": golds, "score": scores,
+                                "status": ans.status, "cited": [c["source"] for c in ans.citations]})  # fmt: skip
+            progress(self.name, done, len(items))
+        metrics = {m: self._mean(per_item[m], "no question has a gold answer") for m in ANSWER_METRICS}
+        metrics["citation_accuracy"] = self._mean(cited["citation_accuracy"], "the model answered no question that has a gold answer")
+        metrics["no_answer_acc"] = self._mean(no_answer["no_answer_acc"], "no question without an answer in the data")
+        by_group = {g: {m: sum(v) / len(v) for m, v in ms.items()} | {"n": max(len(v) for v in ms.values())}
+                    for g, ms in sorted(groups.items())}  # fmt: skip
+        info = {**self.search_info(backend), "mode": self.mode if embedder is not None else "bm25", "k": self.k,
+                "embedder": embedder_info, "chat": self.chat, "max_tokens": self.max_tokens,
+                "answer_language": self.answer_language}  # fmt: skip
+        return {"metrics": metrics, "per_item": per_item, "per_item_cited": cited, "per_item_no_answer": no_answer,
+                "groups": by_group, "answers": status, "retrieval": info, "samples": samples}  # fmt: skip
+
+    def _mean(self, scores: list[float], reason: str) -> dict[str, Any]:
+        return M.mean_with_ci(scores, seed=self.seed) if scores else M.not_reported(reason, 0)
+
+    @staticmethod
+    def _score(ans: Any, hits: list[Any], golds: list[str]) -> dict[str, float]:
+        """One question's scores (see the module docstring)."""
+        if not golds:
+            return {"no_answer_acc": float(ans.status == "not_found")}
+        answered = ans.status == "answered"
+        text = _MARKER.sub(" ", ans.text) if answered else ""
+        scores = {
+            "f1": max(M.f1(text, g) for g in golds) if answered else 0.0,
+            "exact_match": max(M.exact_match(text, g) for g in golds) if answered else 0.0,
+            "answer_contains": float(answered and any(contains(text, g) for g in golds)),
+            "context_recall": float(any(contains(h.chunk.text, g) for h in hits for g in golds)),
+        }
+        if answered:
+            cited_text = [hits[c["n"] - 1].chunk.text for c in ans.citations]
+            scores["citation_accuracy"] = float(any(contains(t, g) for t in cited_text for g in golds))
+        return scores
+
+    def prompts(self, n: int) -> list[GenerateRequest]:
+        """The first ``n`` grounded prompts, passages from BM25 (the probe times the generator, not the embedder)."""
+        items = self.selected(n)
+        questions = [str(r[self.query_field]) for _, r in items]
+        rankings, _ = self._retrieve(questions, None)
+        return [answer_request(q, hits, self._language(q), max_tokens=self.max_tokens, use_chat=self.chat)
+                for q, hits in zip(questions, rankings)]  # fmt: skip
