@@ -231,25 +231,6 @@ def seed_traffic(home: Path, alias: str, questions: list[str], *, latency_ms: fl
 
 
 @pytest.fixture(scope="session")
-def tiny_long_gguf(tmp_path_factory, tiny_llama_dir) -> Path:
-    """The tiny llama with a 4,096-token context (rotary positions: only the config's limit changes), so that a
-    grounded prompt with its rules and passages fits (byte-level tokens: a Japanese character is ~3)."""
-    import json
-
-    from kogata.methods.gguf.writer import export_hf_to_gguf
-
-    folder = tmp_path_factory.mktemp("tiny-long")
-    hf = folder / "hf"
-    shutil.copytree(tiny_llama_dir, hf)
-    cfg = json.loads((hf / "config.json").read_text(encoding="utf-8"))
-    cfg["max_position_embeddings"] = 4096
-    (hf / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
-    out = folder / "tiny-long-f32.gguf"
-    export_hf_to_gguf(hf, out, out_type="f32")
-    return out
-
-
-@pytest.fixture(scope="session")
 def gaps_home(tmp_path_factory, tiny_long_gguf, tiny_gemma3_gguf) -> Path:
     """A store serving two models (``tiny`` as ``prod``, ``tiny-gemma`` as ``candidate``), a BM25 document index
     ``handbook``, Japanese reference questions for the monitor, and an hour of traffic: English questions to

@@ -102,12 +102,16 @@ class Generation:
         self._finished = False
         self._closed = False
         self.canned: str | None = None  # the input check blocked: answer with this text, no engine call
+        self.canned_finish = "content_filter"  # finish_reason of a canned answer ("stop" for "not in the documents")
+        self.before_submit: Any = None  # called (in a worker thread) after the input checks: grounding rewrites the request
         self._collected = False  # collect() ran: texts() replays the collected answer
 
     # ---- submission --------------------------------------------------------------------------------
     async def start(self) -> Generation:
         try:
             self._check_input()
+            if self.canned is None and self.before_submit is not None:
+                await run_in_threadpool(self.before_submit, self)
             if self.canned is not None:
                 return self
             self.state.quotas.admit(self.who)
@@ -141,7 +145,7 @@ class Generation:
         if d.action != "allow" or d.detail is not None:
             self.input_decision = d
         if d.action == "block":
-            self.canned = d.text or ""
+            self.canned, self.canned_finish = d.text or "", "content_filter"
         elif d.action == "redact" and d.text is not None:
             if message is not None:
                 message["content"] = d.text
@@ -197,7 +201,7 @@ class Generation:
             return
         if self.canned is not None:
             self.outcome.text = self.canned
-            self.outcome.finish_reason = "content_filter"
+            self.outcome.finish_reason = self.canned_finish
             yield self.canned, None
             return
         piece = self._first

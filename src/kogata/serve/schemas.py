@@ -83,8 +83,17 @@ class _Sampling(_Strict):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
+class RetrievalOptions(_Strict):
+    """kogata extension: answer from a document index (``kogata index build``), citing passages as [n]."""
+
+    index: StrictStr = Field(min_length=1, max_length=64, description="Index name (see `kogata index list`).")
+    k: StrictInt = Field(default=4, ge=1, le=20, description="Passages offered to the model.")
+    mode: Literal["hybrid", "bm25", "dense"] | None = Field(default=None, description="Default: hybrid (bm25 without an embedder).")
+
+
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
+    retrieval: RetrievalOptions | None = None
     max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
     logprobs: StrictBool | None = False
     top_logprobs: StrictInt | None = Field(default=None, ge=0, le=20)

@@ -111,11 +111,19 @@ async def _run(request: Request, state: ServeState, who: Principal, body: Any, e
                          artifact_id=lease.model.id, messages=gen.messages, prompt=gen.prompt, json_schema=gen.json_schema)
     g = Generation(state, lease, who, ctx, gen, param="messages" if gen.messages is not None else "prompt",
                    default_max=default_max)
+    grounding = None
+    if getattr(body, "retrieval", None) is not None:
+        from kogata.serve.grounded import Grounding
+        from kogata.serve.routes.search import indexes_of
+
+        r = body.retrieval
+        grounding = Grounding(indexes_of(request, state), r.index, r.k, r.mode)
+        g.before_submit = grounding.prepare
     await g.start()  # raises APIError (400/429/503/504) and releases the lease on failure
     include_usage = bool(body.stream and body.stream_options and body.stream_options.include_usage)
 
     def events() -> EngineSSE:
-        content = _chat_events(g, rid, include_usage) if endpoint == "chat.completions" else _text_events(g, rid, include_usage)
+        content = _chat_events(g, rid, include_usage, grounding) if endpoint == "chat.completions" else _text_events(g, rid, include_usage)
         return EngineSSE(content, g, kind)
 
     if body.stream and not g.may_hold:
@@ -139,13 +147,14 @@ async def _run(request: Request, state: ServeState, who: Principal, body: Any, e
         return events()
     pieces = out.pieces if g.client_logprobs else None
     if endpoint == "chat.completions":
-        return JSONResponse(io.chat_completion(rid, lease.alias, lease.model.id, out.text, out.finish_reason, g.usage(), pieces))
+        doc = io.chat_completion(rid, lease.alias, lease.model.id, out.text, out.finish_reason, g.usage(), pieces)
+        return JSONResponse({**doc, **grounding.response_fields(out.text)} if grounding is not None else doc)
     echo = gen.prompt if getattr(body, "echo", False) else ""
     return JSONResponse(io.text_completion(rid, lease.alias, lease.model.id, out.text, out.finish_reason, g.usage(), pieces,
                                            echo or ""))
 
 
-async def _chat_events(g: Generation, rid: str, include_usage: bool):
+async def _chat_events(g: Generation, rid: str, include_usage: bool, grounding: Any = None):
     created, alias, art = int(time.time()), g.lease.alias, g.lease.model.id
     yield sse(io.chat_chunk(rid, created, alias, art, {"role": "assistant", "content": ""}))
     try:
@@ -156,7 +165,8 @@ async def _chat_events(g: Generation, rid: str, include_usage: bool):
         yield sse(map_engine_error(exc, param=g.param).body())
         return
     g.finish()
-    yield sse(io.chat_chunk(rid, created, alias, art, {}, finish=g.outcome.finish_reason))
+    last = io.chat_chunk(rid, created, alias, art, {}, finish=g.outcome.finish_reason)
+    yield sse({**last, **grounding.response_fields(g.outcome.text)} if grounding is not None else last)
     if include_usage:
         yield sse(io.usage_chunk(rid, created, alias, art, "chat.completion.chunk", g.usage()))
     yield sse("[DONE]")

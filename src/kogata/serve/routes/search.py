@@ -122,21 +122,27 @@ def preload(app: Any, names: list[str]) -> None:
         holder.get(name)
 
 
+def retrieve(holder: SearchIndexes, name: str, query: str, k: int, mode: str | None = None,
+             keyword_weight: float | None = None) -> tuple[Any, str, list[Any]]:
+    """(index, mode used, ranked hits) — what ``/v1/search`` and grounded chat completions share; APIError (4xx/503)
+    for an unknown index or a mode it cannot do."""
+    try:
+        index = holder.get(name)
+    except KogataError as exc:
+        if exc.message.startswith("no search index named") or exc.message.startswith("index name"):
+            raise APIError(404, f"no search index named {name!r}", code="index_not_found", param="index") from None
+        raise APIError(503, f"index {name!r} could not be opened: {exc}", code="index_unavailable", param="index") from None
+    mode = mode or ("hybrid" if index.embedder_info else "bm25")
+    if mode != "bm25" and index.embedder_info is None:
+        raise APIError(400, f"index {name!r} has no embedder (BM25 only); mode {mode!r} needs one", code="invalid_mode", param="mode")
+    retriever = index.retriever(keyword_weight=None if keyword_weight is None else float(keyword_weight), need_dense=mode != "bm25")
+    return index, mode, retriever.search(query, k, mode)
+
+
 def _search(holder: SearchIndexes, body: SearchRequest) -> dict[str, Any]:
     from kogata.search.retrieve import is_weak
 
-    try:
-        index = holder.get(body.index)
-    except KogataError as exc:
-        if exc.message.startswith("no search index named") or exc.message.startswith("index name"):
-            raise APIError(404, f"no search index named {body.index!r}", code="index_not_found", param="index") from None
-        raise APIError(503, f"index {body.index!r} could not be opened: {exc}", code="index_unavailable", param="index") from None
-    mode = body.mode or ("hybrid" if index.embedder_info else "bm25")
-    if mode != "bm25" and index.embedder_info is None:
-        raise APIError(400, f"index {body.index!r} has no embedder (BM25 only); mode {mode!r} needs one", code="invalid_mode", param="mode")
-    retriever = index.retriever(keyword_weight=None if body.keyword_weight is None else float(body.keyword_weight),
-                                need_dense=mode != "bm25")  # fmt: skip
-    hits = retriever.search(body.query, body.k, mode)
+    index, mode, hits = retrieve(holder, body.index, body.query, body.k, body.mode, body.keyword_weight)
     return {"object": "search.results", "index": index.name, "index_version": index.meta["version"], "artifact": index.artifact.id,
             "mode": mode, "weak": is_weak(hits), "data": [h.to_dict() for h in hits]}  # fmt: skip
 
