@@ -77,6 +77,9 @@ def build_cmd(
     scrub_pii: bool = typer.Option(False, "--scrub-pii", help="Replace e-mail, phone, card numbers … with placeholders before indexing."),
     max_file_mb: float = typer.Option(50.0, "--max-file-mb", help="Refuse a single document file larger than this."),
     skip_unreadable: bool = typer.Option(False, "--skip-unreadable", help="Skip encrypted/damaged PDFs and binary files with a warning."),
+    backend: str = typer.Option("embedded", "--backend", envvar="KOGATA_SEARCH_BACKEND",
+                                help="Where the chunks live: embedded (files in the store) or postgresql://user@host:port/db "
+                                     "(pgvector; the index records the URL without its password)."),  # fmt: skip
 ) -> None:
     """Read DOCS, chunk, embed and publish the index NAME in the store (the previous version stays usable until done)."""
     from kogata.search.chunk import ChunkerSettings
@@ -86,7 +89,8 @@ def build_cmd(
     store = _store()
     with _progress() as progress:
         rep = build_index(store, list(docs), name, chunker=chunker, embedder=embedder, tokenizer=tokenizer, scrub_pii=scrub_pii,
-                          max_file_mb=max_file_mb, skip_unreadable=skip_unreadable, progress=_Bars(progress), log=log)  # fmt: skip
+                          max_file_mb=max_file_mb, skip_unreadable=skip_unreadable, progress=_Bars(progress), log=log,
+                          backend=backend)  # fmt: skip
     _print_report(rep, "built")
 
 

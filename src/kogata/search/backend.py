@@ -12,15 +12,16 @@ A backend stores chunks and answers two primitive queries; fusion and everything
 :class:`EmbeddedBackend` (the default) keeps everything in memory: BM25 through ``bm25s`` over the stored
 tokens, vectors as one float32 matrix searched exactly with numpy (a matrix-vector product: ~23 ms at 100k
 chunks). It is saved as one SQLite file (``chunks.sqlite``: documents, chunks, tokens) plus ``vectors.npy``
-(read with ``allow_pickle=False``), the files of a ``search-index`` artifact. A PostgreSQL + pgvector backend
-(later) implements the same four methods against tables.
+(read with ``allow_pickle=False``), the files of a ``search-index`` artifact. The PostgreSQL + pgvector backend
+(:mod:`kogata.search.backend_pg`) implements the same methods against tables and computes the same BM25 (the
+parameters below) in SQL; ``tests/unit/test_search_backend_contract.py`` holds both to identical results.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +32,10 @@ from kogata.search.chunk import Chunk
 
 CHUNKS_FILE = "chunks.sqlite"
 VECTORS_FILE = "vectors.npy"
+# BM25 as every backend computes it (bm25s's defaults, spelled out so the PostgreSQL backend's SQL can match them)
+BM25_METHOD = "lucene"  # idf ln(1 + (N - df + 0.5) / (df + 0.5)); term weight tf / (tf + k1 (1 - b + b dl / avgdl))
+BM25_K1 = 1.5
+BM25_B = 0.75
 
 
 class SearchBackend(Protocol):
@@ -46,6 +51,10 @@ class SearchBackend(Protocol):
 
     def chunk(self, row: int) -> Chunk: ...
 
+    def rows(self) -> Iterator[tuple[Chunk, list[str], np.ndarray | None]]: ...  # (chunk, tokens, vector) in row order
+
+    def close(self) -> None: ...
+
     def __len__(self) -> int: ...
 
 
@@ -56,10 +65,11 @@ def _top(scores: np.ndarray, k: int, *, positive: bool) -> list[tuple[int, float
     if idx.size == 0:
         return []
     sub = scores[idx]
-    if idx.size > k:
-        part = np.argpartition(-sub, k - 1)[:k]
-        idx, sub = idx[part], sub[part]
-    order = np.lexsort((idx, -sub))  # score descending, then row ascending: deterministic ties
+    if idx.size > k:  # keep everything tied with the k-th score, so the cut below breaks ties by row too
+        kth = np.partition(-sub, k - 1)[k - 1]
+        keep = np.flatnonzero(-sub <= kth)
+        idx, sub = idx[keep], sub[keep]
+    order = np.lexsort((idx, -sub))[:k]  # score descending, then row ascending: deterministic ties
     return [(int(idx[i]), float(sub[i])) for i in order]
 
 
@@ -109,7 +119,7 @@ class EmbeddedBackend:
         if self._bm25 is None and self.chunks:
             import bm25s
 
-            index = bm25s.BM25()
+            index = bm25s.BM25(k1=BM25_K1, b=BM25_B, method=BM25_METHOD)
             index.index([t or ["\u0000"] for t in self.tokens], show_progress=False)
             self._bm25 = index
         return self._bm25
@@ -134,6 +144,13 @@ class EmbeddedBackend:
 
     def row_of(self, chunk_id: str) -> int | None:
         return self._rows.get(chunk_id)
+
+    def rows(self) -> Iterator[tuple[Chunk, list[str], np.ndarray | None]]:
+        for i, c in enumerate(self.chunks):
+            yield c, self.tokens[i], (self.vectors[i] if self.dim else None)
+
+    def close(self) -> None:
+        pass  # nothing held open: the files were read at load
 
     # ---- files ------------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:

@@ -8,6 +8,10 @@ newest is the index; the previous one is kept, older ones are removed). Each hol
     chunks.sqlite    the chunks (text, source, title, position, span, content hash) and their BM25 tokens
     vectors.npy      float32 (n_chunks, dim) chunk embeddings, row-aligned (absent for --embedder none)
 
+With ``backend=postgresql://user@host:port/db`` (``--backend``, or ``$KOGATA_SEARCH_BACKEND``) the chunks, tokens
+and vectors live in that database instead (:mod:`kogata.search.backend_pg`, one pair of tables per version) and
+``index.json`` records the URL (never its password) and the table; ``update`` keeps the index's backend.
+
 ``build`` reads the documents, chunks them and embeds every chunk whose hash is not in the vector cache (or the
 previous version); ``update`` re-reads the documents (the same inputs by default), keeps the settings of the
 index, and embeds only new or changed chunks. Both stage the files and commit the artifact only when complete:
@@ -16,17 +20,18 @@ a failed or interrupted run leaves the previous version as it was.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kogata.artifacts.artifact import Artifact, LineageStep
 from kogata.core.errors import KogataError
-from kogata.search.backend import EmbeddedBackend
+from kogata.search.backend import EmbeddedBackend, SearchBackend
 from kogata.search.chunk import ChunkerSettings, chunk_documents
 from kogata.search.ingest import MAX_FILE_MB, IngestResult, read_documents
 from kogata.search.retrieve import Retriever
@@ -40,6 +45,8 @@ INDEX_VERSION = 1
 KEEP_VERSIONS = 2
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 Progress = Callable[[str, int, int], None]  # (stage: read | embed, done, total)
+EMBEDDED = "embedded"
+PG_UPSERT_BATCH = 2000  # chunks per COPY into the PostgreSQL backend
 
 
 @dataclass
@@ -89,7 +96,8 @@ def list_indexes(store: Any) -> list[dict[str, Any]]:
         meta = read_meta(a)
         rows.append({"name": name, "version": meta["version"], "artifact": a.id, "documents": len(meta["documents"]),
                      "chunks": meta["chunks"], "embedder": (meta.get("embedder") or {}).get("name"), "tokenizer": meta["tokenizer"],
-                     "chunker": meta["chunker"], "bytes": a.bytes, "created": a.manifest.get("created")})  # fmt: skip
+                     "chunker": meta["chunker"], "bytes": a.bytes, "created": a.manifest.get("created"),
+                     "backend": meta.get("backend", EMBEDDED)})  # fmt: skip
     return rows
 
 
@@ -109,11 +117,54 @@ def get_index_artifact(store: Any, name: str) -> Artifact:
     return art
 
 
+# ---- where an index's chunks live ---------------------------------------------------------------------
+def check_backend(location: str | None) -> str:
+    """``'embedded'`` (files in the artifact) or a PostgreSQL URL, as given; KogataError for anything else."""
+    from kogata.search.backend_pg import is_postgres_url
+
+    location = location or EMBEDDED
+    if location == EMBEDDED or is_postgres_url(location):
+        return location
+    raise KogataError(f"unknown search backend {location!r}", "use --backend embedded (files in the store) or a URL like postgresql://user@host:5432/db")
+
+
+def open_backend(artifact: Artifact, meta: dict[str, Any]) -> SearchBackend:
+    """The backend holding an index version's chunks (indexes from before backends were recorded are embedded)."""
+    dim = int((meta.get("embedder") or {}).get("dim") or 0)
+    location = meta.get("backend", EMBEDDED)
+    if location == EMBEDDED:
+        return EmbeddedBackend.load(artifact.path, dim)
+    from kogata.search.backend_pg import PostgresBackend
+
+    return PostgresBackend(location, meta["backend_table"], dim)
+
+
+def _drop_backend(artifact: Artifact, log: Callable[[str], None]) -> None:
+    """Remove what an index version keeps outside its artifact (the PostgreSQL tables) before the artifact goes."""
+    try:
+        meta = read_meta(artifact)
+    except KogataError:
+        return
+    if meta.get("backend", EMBEDDED) == EMBEDDED:
+        return
+    from kogata.search.backend_pg import PostgresBackend
+
+    try:
+        backend = PostgresBackend(meta["backend"], meta["backend_table"], int((meta.get("embedder") or {}).get("dim") or 0))
+    except KogataError as exc:
+        log(f"could not drop the tables of {artifact.name}: {exc}")
+        return
+    try:
+        backend.drop()
+    finally:
+        backend.close()
+
+
 # ---- an open index ---------------------------------------------------------------------------------
 class SearchIndex:
     """An index loaded from its artifact: the backend in memory, the embedder opened on first dense query."""
 
-    def __init__(self, artifact: Artifact, meta: dict[str, Any], backend: EmbeddedBackend, store: Any = None):
+    def __init__(self, artifact: Artifact, meta: dict[str, Any], backend: SearchBackend, store: Any = None):
         self.artifact, self.meta, self.backend, self.store = artifact, meta, backend, store
         self._embedder = None
         self._retriever: Retriever | None = None
@@ -132,8 +183,7 @@ class SearchIndex:
         art = get_index_artifact(store, check_name(name))
         meta = read_meta(art)
         check_embedder_matches(store, meta, embedder)
-        dim = int((meta.get("embedder") or {}).get("dim") or 0)
-        return cls(art, meta, EmbeddedBackend.load(art.path, dim), store)
+        return cls(art, meta, open_backend(art, meta), store)
 
     def embedder(self) -> Any:
         info = self.embedder_info
@@ -162,6 +212,7 @@ class SearchIndex:
         if self._embedder is not None:
             self._embedder.close()
             self._embedder = None
+        self.backend.close()
 
 
 def check_embedder_matches(store: Any, meta: dict[str, Any], requested: str | None) -> None:
@@ -185,13 +236,14 @@ def check_embedder_matches(store: Any, meta: dict[str, Any], requested: str | No
 # ---- building ----------------------------------------------------------------------------------------
 def build_index(store: Any, inputs: list[Path], name: str, *, chunker: ChunkerSettings | None = None, embedder: str | None = None,
                 tokenizer: str = "sudachi", scrub_pii: bool = False, max_file_mb: float = MAX_FILE_MB, skip_unreadable: bool = False,
-                progress: Progress | None = None, log: Callable[[str], None] = lambda m: None) -> BuildReport:  # fmt: skip
-    """Build index ``name`` from ``inputs`` (a new version when it exists). ``embedder='none'``: BM25 only."""
+                progress: Progress | None = None, log: Callable[[str], None] = lambda m: None, backend: str = EMBEDDED) -> BuildReport:  # fmt: skip
+    """Build index ``name`` from ``inputs`` (a new version when it exists). ``embedder='none'``: BM25 only.
+    ``backend``: ``'embedded'`` (files in the artifact) or a PostgreSQL URL to hold the chunks."""
     check_name(name)
     previous = latest(store, name)
     return _write_version(store, name, previous, inputs=inputs, chunker=chunker or ChunkerSettings(), embedder_ref=embedder,
                           tokenizer=tokenizer, scrub_pii=scrub_pii, max_file_mb=max_file_mb, skip_unreadable=skip_unreadable,
-                          progress=progress, log=log, method="index-build")  # fmt: skip
+                          progress=progress, log=log, method="index-build", backend=check_backend(backend))  # fmt: skip
 
 
 def update_index(store: Any, name: str, inputs: list[Path] | None = None, *, embedder: str | None = None,
@@ -206,16 +258,23 @@ def update_index(store: Any, name: str, inputs: list[Path] | None = None, *, emb
     return _write_version(store, name, previous, inputs=paths, chunker=ChunkerSettings(**meta["chunker"]),
                           embedder_ref=info["id"] if info else "none", tokenizer=meta["tokenizer"], scrub_pii=meta["scrub_pii"],
                           max_file_mb=max_file_mb, skip_unreadable=skip_unreadable, progress=progress, log=log,
-                          method="index-update")  # fmt: skip
+                          method="index-update", backend=meta.get("backend", EMBEDDED))  # fmt: skip
 
 
 def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: list[Path], chunker: ChunkerSettings,
                    embedder_ref: str | None, tokenizer: str, scrub_pii: bool, max_file_mb: float, skip_unreadable: bool,
-                   progress: Progress | None, log: Callable[[str], None], method: str) -> BuildReport:  # fmt: skip
+                   progress: Progress | None, log: Callable[[str], None], method: str, backend: str) -> BuildReport:  # fmt: skip
     started = time.perf_counter()
     say = progress or (lambda *a: None)
     tokenize = get_tokenizer(tokenizer)
     emb_art = None if embedder_ref == "none" else resolve_embedder(store, embedder_ref, log)
+    if backend != EMBEDDED:  # an unreachable server (or one without pgvector) fails now, not after the embedding
+        from kogata.search.backend_pg import check_server, public_url
+
+        check_server(backend, need_pgvector=emb_art is not None)
+        backend_recorded = public_url(backend)
+    else:
+        backend_recorded = EMBEDDED
     ingest: IngestResult = read_documents(list(inputs), scrub_pii=scrub_pii, max_file_mb=max_file_mb, skip_unreadable=skip_unreadable,
                                           on_file=lambda s, i, n: say("read", i, n))  # fmt: skip
     docs = ingest.documents
@@ -225,12 +284,8 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
             raise KogataError(f"two documents have the id {d.doc_id!r}", "give each input folder once")
         seen.add(d.doc_id)
     prev_meta = read_meta(previous) if previous is not None else None
-    prev_backend = None
-    if prev_meta is not None:
-        prev_dim = int((prev_meta.get("embedder") or {}).get("dim") or 0)
-        prev_backend = EmbeddedBackend.load(previous.path, prev_dim)
     settings_now = {"tokenizer": tokenizer, "chunker": chunker.to_dict(), "scrub_pii": scrub_pii,
-                    "embedder": emb_art.id if emb_art is not None else None}  # fmt: skip
+                    "embedder": emb_art.id if emb_art is not None else None, "backend": backend_recorded}  # fmt: skip
     fingerprint = ingest.fingerprint()
     report = BuildReport(None, name, 0, len(docs), 0, 0, skipped=ingest.skipped, pii=ingest.pii)
     old_docs = {d["doc_id"]: d["sha"] for d in prev_meta["documents"]} if prev_meta else {}
@@ -246,11 +301,21 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
     chunks = chunk_documents(docs, chunker)
     reuse_tokens: dict[str, list[str]] = {}
     reuse_vecs: dict[str, Any] = {}
+    prev_backend = None
+    if previous is not None:
+        try:
+            prev_backend = open_backend(previous, prev_meta)
+        except KogataError as exc:  # e.g. its server is gone: the vector cache still spares most of the embedding
+            log(f"could not read the previous version {previous.name} ({exc}); tokenizing every chunk again")
     if prev_backend is not None:
-        for i, c in enumerate(prev_backend.chunks):
-            reuse_tokens[c.hash] = prev_backend.tokens[i]
-            if prev_backend.dim and emb_art is not None and prev_meta["embedder"]["id"] == emb_art.id:
-                reuse_vecs[c.hash] = prev_backend.vectors[i]
+        try:
+            same_embedder = prev_backend.dim and emb_art is not None and prev_meta["embedder"]["id"] == emb_art.id
+            for c, toks, vec in prev_backend.rows():
+                reuse_tokens[c.hash] = toks
+                if same_embedder:
+                    reuse_vecs[c.hash] = vec
+        finally:
+            prev_backend.close()
     tokens = [reuse_tokens.get(c.hash) or tokenize(c.embed_text) for c in chunks]
     vectors = None
     dim = 0
@@ -269,8 +334,6 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
         finally:
             cache.close()
         dim = int(vectors.shape[1]) if len(chunks) else 0
-    backend = EmbeddedBackend(dim)
-    backend.upsert(chunks, tokens, vectors)
     version = (prev_meta["version"] + 1) if prev_meta else 1
     meta = {
         "index_version": INDEX_VERSION,
@@ -278,6 +341,7 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
         "version": version,
         **settings_now,
         "embedder": {"id": emb_art.id, "name": emb_art.name, "dim": dim} if emb_art is not None else None,
+        **({"backend_table": None} if backend != EMBEDDED else {}),
         "docs_fingerprint": fingerprint,
         "inputs": [str(Path(p).expanduser().resolve()) for p in inputs],
         "chunks": len(chunks),
@@ -286,13 +350,22 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
     step = LineageStep(method=method, config={k: v for k, v in meta.items() if k not in ("documents",)}, data_fingerprint=fingerprint,
                        metrics={"documents": len(docs), "chunks": len(chunks), "embedded": report.embedded,
                                 "added": len(report.added), "changed": len(report.changed), "removed": len(report.removed)})  # fmt: skip
-    with store.stage() as staging:
-        backend.save(staging.dir)
+    with store.stage() as staging, _new_backend(backend, name, version, dim) as new_backend:
+        batch = PG_UPSERT_BATCH if backend != EMBEDDED else max(len(chunks), 1)
+        for lo in range(0, len(chunks), batch):
+            part = slice(lo, lo + batch)
+            new_backend.upsert(chunks[part], tokens[part], vectors[part] if vectors is not None else None)
+        if backend == EMBEDDED:
+            new_backend.save(staging.dir)
+        else:
+            new_backend.finish_build()
+            meta["backend_table"] = step.config["backend_table"] = new_backend.table
         (staging.dir / INDEX_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
         step.duration_s = time.perf_counter() - started
         art = staging.commit(format=FORMAT, kind=KIND, name=f"index-{name}-v{version}", parent=previous, step=step, params=0,
                              extra={"index": {"name": name, "version": version}})  # fmt: skip
     for old in index_artifacts(store, name)[:-KEEP_VERSIONS]:
+        _drop_backend(old, log)
         store.remove(old.id)
     report.artifact, report.version, report.chunks = art, version, len(chunks)
     report.seconds = time.perf_counter() - started
@@ -301,7 +374,27 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
 
 def _settings_of(meta: dict[str, Any]) -> dict[str, Any]:
     return {"tokenizer": meta["tokenizer"], "chunker": meta["chunker"], "scrub_pii": meta["scrub_pii"],
-            "embedder": (meta.get("embedder") or {}).get("id")}  # fmt: skip
+            "embedder": (meta.get("embedder") or {}).get("id"), "backend": meta.get("backend", EMBEDDED)}  # fmt: skip
+
+
+@contextlib.contextmanager
+def _new_backend(location: str, name: str, version: int, dim: int) -> Iterator[Any]:
+    """An empty backend for a new version; a PostgreSQL one drops its tables again unless the block completes
+    (and the artifact naming them is committed)."""
+    if location == EMBEDDED:
+        yield EmbeddedBackend(dim)
+        return
+    from kogata.search.backend_pg import PostgresBackend, table_for
+
+    backend = PostgresBackend(location, table_for(name, version), dim, create=True)
+    try:
+        yield backend
+    except BaseException:
+        with contextlib.suppress(Exception):  # the server may be what failed; the first error is the one to report
+            backend.drop()
+        raise
+    finally:
+        backend.close()
 
 
 class _NoEmbedder:
