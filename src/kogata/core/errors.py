@@ -18,3 +18,6 @@ class KogataError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message
+
+    def __reduce__(self):  # pickles with its hint (Ray tasks and replicas hand errors back this way)
+        return type(self), (self.message, self.hint)

@@ -149,6 +149,11 @@ def build_state(config: ServeConfig, *, store: Any = None, engine_factory: Engin
         record_alias(store.engine, alias, art_id, by=by, reason=reason)
 
     oversight = _oversight(config, store)
+    if engine_factory is None and config.ray:
+        from kogata.serve.ray_engine import init_ray, ray_engine_factory
+
+        init_ray()  # on this (main) thread: the replicas are deployed later, from the loading thread
+        engine_factory = ray_engine_factory
     models = ModelSet(config, store, engine_factory=engine_factory, on_alias_change=on_alias)
     _check_splits(config, models)
     return ServeState(config=config, models=models, keys=keys, quotas=Quotas(), usage=UsageCounter(store.engine),

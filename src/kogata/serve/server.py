@@ -34,11 +34,6 @@ def run(config: ServeConfig, *, pipeline: Any = None, engine_factory: Any = None
     _configure_logging(config.log_level)
     if config.threads is not None:
         settings.set_threads(config.threads)
-    if config.ray:
-        from kogata.core.errors import KogataError
-
-        raise KogataError("--ray (Ray Serve replicas) is not implemented yet",
-                          "serve without --ray; raise --parallel to decode more sequences together")
     failed: list[BaseException] = []
     server: uvicorn.Server | None = None
 

@@ -1,4 +1,5 @@
-"""The serving engine's user-facing errors (the server maps them to HTTP statuses)."""
+"""The serving engine's user-facing errors (the server maps them to HTTP statuses). They pickle with their fields
+(``__reduce__``), so an error raised in a Ray Serve replica reaches the gateway as itself."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ class EngineBusy(KogataError):
     def __init__(self, message: str, hint: str | None = None, *, retry_after_s: float = 1.0):
         super().__init__(message, hint)
         self.retry_after_s = retry_after_s
+
+    def __reduce__(self):
+        return _rebuild_busy, (self.message, self.hint, self.retry_after_s)
 
 
 class ContextOverflow(KogataError):
@@ -26,6 +30,13 @@ class ContextOverflow(KogataError):
         self.max_tokens = max_tokens
         self.n_ctx = n_ctx
 
+    def __reduce__(self):
+        return ContextOverflow, (self.prompt_tokens, self.max_tokens, self.n_ctx)
+
 
 class EngineClosed(KogataError):
     """The engine was closed (or is not started) and accepts no new requests (HTTP 503)."""
+
+
+def _rebuild_busy(message: str, hint: str | None, retry_after_s: float) -> EngineBusy:
+    return EngineBusy(message, hint, retry_after_s=retry_after_s)
