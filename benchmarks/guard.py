@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from kogata.guard import GuardContext, Policy
-from kogata.guard.fold import fold
+from kogata.data.fold import fold
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT / "benchmarks" / "data" / "guard_cases.jsonl"

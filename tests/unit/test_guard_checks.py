@@ -12,7 +12,7 @@ from kogata.guard.checks.grounding import GroundingCheck
 from kogata.guard.checks.injection import InjectionCheck
 from kogata.guard.checks.pii import PiiCheck
 from kogata.guard.checks.terms import TermsCheck, TermsOptions
-from kogata.guard.fold import fold
+from kogata.data.fold import fold
 
 CTX = GuardContext()
 

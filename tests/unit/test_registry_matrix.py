@@ -333,6 +333,7 @@ METRIC_CASES: dict[str, MetricCase] = {
                                   lambda: (float(contains("It is 45 W [1].", "45 W") and not contains("145 W", "45 W")), 1.0)),
     "context_recall": MetricCase("rag_qa", _fraction, lambda: (float(contains("到着後30日以内であれば", "30日以内")), 1.0)),
     "citation_accuracy": MetricCase("rag_qa", _fraction),
+    "grounded_rate": MetricCase("rag_qa", _fraction),
     "load_s": MetricCase("efficiency", lambda v: v >= 0),
     "prefill_tok_s": MetricCase("efficiency", _positive),
     "decode_tok_s": MetricCase("efficiency", _positive),

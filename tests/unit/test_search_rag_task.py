@@ -117,6 +117,8 @@ def test_rag_task_scores_a_known_reader(tmp_path, kogata_home):
     assert res["per_item"]["context_recall"] == [1.0, 1.0, 1.0, 1.0]
     assert res["per_item_cited"] == {"id": ["q1", "q2", "q3"], "citation_accuracy": [1.0, 1.0, 0.0]}  # q3 cites the wrong passage
     assert m["f1"]["value"] == 0.75 and m["citation_accuracy"]["value"] == pytest.approx(2 / 3) and m["citation_accuracy"]["n"] == 3
+    # the invented "6 pm" on q6 is in no passage: the guard's grounding test says unsupported
+    assert res["per_item_grounded"] == {"id": ["q1", "q2", "q3", "q6"], "grounded_rate": [1.0, 1.0, 1.0, 0.0]}
     for v in m.values():
         assert v["ci_low"] <= v["value"] <= v["ci_high"]
     assert res["answers"] == {"answered": 4, "not_found": 2, "invalid_citations": 3}  # the reader's [9] on q1, q2, q6

@@ -27,8 +27,10 @@ bootstrap 95% interval:
   :func:`~kogata.search.answer.parse_citations`, mapped to the n-th passage) contain the gold answer;
 * over questions whose gold answer is empty: ``no_answer_acc`` — the share answered "not in the documents".
 
-A ``grounded_rate`` (the guard's grounding check) is not reported: that check lives in :mod:`kogata.guard`,
-a sibling layer search may not import. For the efficiency probe, :meth:`RagQATask.prompts` builds the same
+* over every answered question: ``grounded_rate`` — the share whose answer is supported by the passages it was
+  given, judged by :func:`kogata.data.grounding.judge` (the very test of the guard's ``grounding`` check).
+
+For the efficiency probe, :meth:`RagQATask.prompts` builds the same
 grounded prompts from BM25 passages, so the probe never loads the embedder and measures the generator alone.
 """
 
@@ -40,6 +42,7 @@ from typing import Any
 
 import kogata.eval.metrics as M
 from kogata.core.errors import KogataError
+from kogata.data.grounding import judge
 from kogata.eval.data import Record
 from kogata.eval.tasks import N_SAMPLES, Progress, register_task_type
 from kogata.runtimes.base import GenerateRequest
@@ -49,11 +52,12 @@ from kogata.search.retrieve import Retriever
 from kogata.search.vectors import DEFAULT_EMBEDDER
 
 ANSWER_METRICS = ("f1", "exact_match", "answer_contains", "context_recall")
-RAG_METRICS = (*ANSWER_METRICS, "citation_accuracy", "no_answer_acc")
+RAG_METRICS = (*ANSWER_METRICS, "citation_accuracy", "grounded_rate", "no_answer_acc")
 for _spec in (
     M.MetricSpec("answer_contains", per_item=True, summary="rag_qa: the normalised gold answer appears in the answer"),
     M.MetricSpec("context_recall", per_item=True, summary="rag_qa: the gold answer appears in one of the passages given to the model"),
     M.MetricSpec("citation_accuracy", per_item=True, summary="rag_qa: share of answers whose cited passages contain the gold answer"),
+    M.MetricSpec("grounded_rate", per_item=True, summary="rag_qa: share of answers supported by their passages (the grounding check)"),
 ):
     if _spec.name not in M.METRICS:
         M.register_metric(_spec)
@@ -161,6 +165,7 @@ class RagQATask(DocumentSearchTask):
         per_item: dict[str, list[Any]] = {"id": [], **{m: [] for m in ANSWER_METRICS}}
         cited: dict[str, list[Any]] = {"id": [], "citation_accuracy": []}
         no_answer: dict[str, list[Any]] = {"id": [], "no_answer_acc": []}
+        grounded: dict[str, list[Any]] = {"id": [], "grounded_rate": []}
         groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         status = {"answered": 0, "not_found": 0, "invalid_citations": 0}
         samples = []
@@ -172,6 +177,10 @@ class RagQATask(DocumentSearchTask):
             status[ans.status] += 1
             status["invalid_citations"] += len(ans.invalid_citations)
             scores = self._score(ans, hits, golds)
+            if ans.status == "answered":
+                grounded["id"].append(item_id)
+                ok = judge(_MARKER.sub(" ", ans.text), [h.chunk.text for h in hits], question).supported
+                grounded["grounded_rate"].append(float(ok))
             if golds:
                 per_item["id"].append(item_id)
                 for m in ANSWER_METRICS:
@@ -190,6 +199,7 @@ class RagQATask(DocumentSearchTask):
             progress(self.name, done, len(items))
         metrics = {m: self._mean(per_item[m], "no question has a gold answer") for m in ANSWER_METRICS}
         metrics["citation_accuracy"] = self._mean(cited["citation_accuracy"], "the model answered no question that has a gold answer")
+        metrics["grounded_rate"] = self._mean(grounded["grounded_rate"], "the model answered no question")
         metrics["no_answer_acc"] = self._mean(no_answer["no_answer_acc"], "no question without an answer in the data")
         by_group = {g: {m: sum(v) / len(v) for m, v in ms.items()} | {"n": max(len(v) for v in ms.values())}
                     for g, ms in sorted(groups.items())}  # fmt: skip
@@ -197,6 +207,7 @@ class RagQATask(DocumentSearchTask):
                 "embedder": embedder_info, "chat": self.chat, "max_tokens": self.max_tokens,
                 "answer_language": self.answer_language}  # fmt: skip
         return {"metrics": metrics, "per_item": per_item, "per_item_cited": cited, "per_item_no_answer": no_answer,
+                "per_item_grounded": grounded,
                 "groups": by_group, "answers": status, "retrieval": info, "samples": samples}  # fmt: skip
 
     def _mean(self, scores: list[float], reason: str) -> dict[str, Any]:
