@@ -44,7 +44,7 @@ def test_export_then_quantize_recipe(tiny_store, tmp_path, capsys, monkeypatch):
     f32 = store.get(q8.parent)
     assert q8.format == "gguf" and f32.format == "gguf" and f32.parent == store.get("tiny").id
     assert [s["method"] for s in q8.lineage] == ["import", "export-gguf", "quantize"]
-    assert q8.lineage[-1]["config"] == {"type": "Q8_0"}
+    assert q8.lineage[-1]["config"]["type"] == "Q8_0" and not q8.lineage[-1]["config"]["calibration"]
     assert q8.lineage[-1]["metrics"]["requantized"] is False
     assert q8.bytes < f32.bytes
     # replaying the same recipe reuses the stored artifacts instead of recomputing
@@ -64,7 +64,7 @@ def test_gguf_type_on_an_hf_artifact_exports_first(tiny_store, capsys, monkeypat
     f32 = store.get(q8.parent)
     assert q8.format == "gguf" and f32.format == "gguf" and f32.parent == base.id
     assert [s["method"] for s in q8.lineage] == ["import", "export-gguf", "quantize"]
-    assert f32.lineage[-1]["config"] == {"out_type": "f32"} and q8.lineage[-1]["config"] == {"type": "Q8_0"}
+    assert f32.lineage[-1]["config"] == {"out_type": "f32"} and q8.lineage[-1]["config"]["type"] == "Q8_0"
     assert q8.lineage[-1]["metrics"]["requantized"] is False
     assert "export-gguf (added)" in out and "quantize needed a gguf artifact: ran export-gguf first" in " ".join(out.split())
     assert "needs a gguf artifact and tiny is hf: running export-gguf" in err

@@ -90,6 +90,11 @@ def _check_kind(name: str, cls: type, artifact: Any) -> None:
     art_kind = getattr(artifact, "kind", "causal-lm")
     runtime_kind = getattr(cls, "kind", "lm")
     label = f"{artifact.name} ({artifact.id})"
+    if art_kind == "imatrix":
+        raise KogataError(
+            f"artifact {label} is an importance matrix (calibration statistics), not a model",
+            "use it in quantize (imatrix=NAME) and run the quantized model instead",
+        )
     if runtime_kind == "lm" and art_kind == EMBEDDER_KIND:
         raise KogataError(
             f"runtime {name!r} runs language models, but artifact {label} is a sentence embedder",
