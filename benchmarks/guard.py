@@ -19,8 +19,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from kogata.guard import GuardContext, Policy
 from kogata.data.fold import fold
+from kogata.guard import GuardContext, Policy
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT / "benchmarks" / "data" / "guard_cases.jsonl"

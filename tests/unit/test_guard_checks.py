@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from kogata.data.fold import fold
 from kogata.guard import GuardContext
 from kogata.guard.checks import CHECKS
 from kogata.guard.checks.confidence import ConfidenceCheck
@@ -12,7 +13,6 @@ from kogata.guard.checks.grounding import GroundingCheck
 from kogata.guard.checks.injection import InjectionCheck
 from kogata.guard.checks.pii import PiiCheck
 from kogata.guard.checks.terms import TermsCheck, TermsOptions
-from kogata.data.fold import fold
 
 CTX = GuardContext()
 

@@ -11,8 +11,8 @@ import re
 
 from pydantic import field_validator
 
-from kogata.guard.checks.registry import Check, CheckOptions, register_check
 from kogata.data.fold import fold, kana_to_hiragana
+from kogata.guard.checks.registry import Check, CheckOptions, register_check
 from kogata.guard.verdict import GuardContext, Hit
 
 _GAP = r"[^。.!?！？\n]{0,12}?"

@@ -14,8 +14,8 @@ import regex
 from pydantic import field_validator
 
 from kogata.data import pii as engine
-from kogata.guard.checks.registry import Check, CheckOptions, register_check
 from kogata.data.fold import fold
+from kogata.guard.checks.registry import Check, CheckOptions, register_check
 from kogata.guard.verdict import GuardContext, Hit
 
 _REFERENCE_LABEL = re.compile(

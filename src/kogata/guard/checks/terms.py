@@ -14,8 +14,8 @@ import ahocorasick
 import regex
 from pydantic import field_validator
 
-from kogata.guard.checks.registry import Check, CheckOptions, register_check
 from kogata.data.fold import fold, fold_term, kana_to_hiragana
+from kogata.guard.checks.registry import Check, CheckOptions, register_check
 from kogata.guard.verdict import GuardContext, Hit
 
 _WORDY = re.compile(r"[0-9a-z]")
