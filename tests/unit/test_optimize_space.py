@@ -111,3 +111,21 @@ def test_lora_and_prune_depth_candidates(tmp_path):
     assert (prune.family, prune.extra_minutes, prune.keep_ratio) == ("prune", 2.0, 0.5)
     with pytest.raises(KogataError, match="keep_ratios"):
         load_project(_write(tmp_path, "  prune_depth: {enabled: true, keep_ratios: [1.5]}\n"))
+
+
+def test_calibrated_quantization_candidates_calibrate_on_the_project_data(tmp_path):
+    search = "  quantize: [Q4_0, Q4_0+imatrix, IQ4_XS+imatrix]\n  trim_vocab: {enabled: false}\n  lora: {enabled: false}\n"
+    project = load_project(_write(tmp_path, search, data=True))
+    cands = {c.label: c for c in generate(project)}
+    assert set(cands) == {"baseline (float)", "Q4_0", "Q4_0+imatrix", "IQ4_XS+imatrix"}
+    step = cands["Q4_0+imatrix"].steps[-1]
+    assert step["method"] == "quantize" and step["params"]["type"] == "Q4_0"
+    assert step["params"]["calibration"] == str((tmp_path / "texts.txt").resolve()) and step["params"]["imatrix_chunks"] == 64
+    assert cands["Q4_0"].steps[-1]["params"] == {"type": "Q4_0"}
+    assert [c["method"] for c in cands["IQ4_XS+imatrix"].steps] == ["export-gguf", "quantize"]
+    order = [c.label for c in generate(project)]
+    assert order.index("IQ4_XS+imatrix") < order.index("Q4_0")  # fewer bits: tried first (cheapest first)
+    with pytest.raises(KogataError, match="has none"):
+        load_project(_write(tmp_path, "  quantize: [Q4_0+imatrix]\n  trim_vocab: {enabled: false}\n"))
+    with pytest.raises(KogataError, match="IQ types need an importance matrix"):
+        load_project(_write(tmp_path, "  quantize: [IQ4_XS]\n", data=True))

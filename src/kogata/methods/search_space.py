@@ -36,6 +36,7 @@ class SpaceContext:
     target_format: str  # the artifact format the project's runtime runs: gguf (llamacpp) or hf (torch)
     have_data: bool = False
     folder: Path | None = None
+    data: tuple[str, ...] = ()  # the project's data files (absolute): what calibrated quantization calibrates on
     where: str = "project"  # for error messages: "<project path>: search.<key>"
 
 

@@ -150,7 +150,7 @@ def space_context(p: Project) -> Any:
     from kogata.optimize.space import target_format
 
     return SpaceContext(base=p.base, target_format=target_format(p.runtime), have_data=bool(p.data), folder=p.folder,
-                        where=str(p.path))
+                        where=str(p.path), data=tuple(str(Path(d).resolve()) for d in p.data))
 
 
 def _copy(value: Any) -> Any:

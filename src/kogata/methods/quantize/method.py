@@ -128,23 +128,48 @@ BITS = {"F32": 32.0, "F16": 16.0, "Q8_0": 8.5, "Q6_K": 6.6, "Q5_K_M": 5.7, "Q5_K
         "IQ2_S": 2.5, "IQ2_XS": 2.31, "IQ2_XXS": 2.06, "IQ1_M": 1.75, "IQ1_S": 1.56}
 
 
+CALIBRATED = "+imatrix"  # a search value "Q4_0+imatrix": that type, calibrated on the project's data
+SEARCH_IMATRIX_CHUNKS = 64  # at most this many 512-token chunks per imatrix in the search (a few minutes on 2 cores)
+
+
+def _search_type(q: str) -> tuple[str, bool]:
+    return (q[: -len(CALIBRATED)], True) if q.endswith(CALIBRATED) else (q, False)
+
+
 def _check_search_types(section: list, ctx: SpaceContext) -> None:
     valid = GGUF_TYPES if ctx.target_format == "gguf" else TORCH_TYPES
     runtime = "llamacpp" if ctx.target_format == "gguf" else "torch"
     for q in section:
-        if q not in valid:
-            raise KogataError(f"{ctx.where}: search.quantize has {q!r}, which the {runtime} runtime cannot use", f"choose from: {', '.join(valid)}")
+        base, calibrated = _search_type(str(q))
+        if calibrated and ctx.target_format != "gguf":
+            raise KogataError(f"{ctx.where}: search.quantize has {q!r}, but calibration applies to GGUF types", "use llamacpp, or drop +imatrix")
+        if calibrated and not ctx.data:
+            raise KogataError(f"{ctx.where}: search.quantize has {q!r}, which calibrates on the project's data, and the project has none",
+                              "add data: [your documents] to the project, or drop +imatrix")
+        if base in IQ_TYPES and not calibrated:
+            raise KogataError(f"{ctx.where}: search.quantize has {q!r}: IQ types need an importance matrix", f"write {q}{CALIBRATED}")
+        if base not in valid and not (calibrated and base in IQ_TYPES):
+            raise KogataError(f"{ctx.where}: search.quantize has {q!r}, which the {runtime} runtime cannot use",
+                              f"choose from: {', '.join(valid)} (GGUF types may end in {CALIBRATED}, and {', '.join(IQ_TYPES[:3])}… need it)")
+
+
+def _search_steps(q: str, ctx: SpaceContext) -> list[dict[str, Any]]:
+    base, calibrated = _search_type(q)
+    params: dict[str, Any] = {"type": base}
+    if calibrated:  # the project's first data file: the company's own text
+        params.update(calibration=ctx.data[0], imatrix_chunks=SEARCH_IMATRIX_CHUNKS)
+    return [{"method": "quantize", "params": params}]
 
 
 QUANTIZE_SPACE = SearchSpace(
     key="quantize", role="weights", family="quantize", effort=1, build_s=20, section_type=list,
-    help="GGUF types to try (llamacpp) — e.g. [Q4_K_M, Q4_0, Q8_0]; torch: [int8-dynamic]",
+    help="GGUF types to try (llamacpp) — e.g. [Q4_K_M, Q4_0, Q8_0, Q4_0+imatrix (calibrated on the project's data)]; torch: [int8-dynamic]",
     default=["Q4_K_M", "Q4_0", "Q8_0"],
     values=lambda section, ctx: list(dict.fromkeys(section)),  # candidates are ordered by bits later
-    steps=lambda q, ctx: [{"method": "quantize", "params": {"type": q}}],
-    input_format=lambda q: QuantizeConfig(type=q).input_format(),
-    choices=lambda fmt: GGUF_TYPES if fmt == "gguf" else TORCH_TYPES,
-    bits=lambda q: BITS.get(q, 32.0),
+    steps=_search_steps,
+    input_format=lambda q: QuantizeConfig(type=_search_type(q)[0]).input_format() if _search_type(q)[0] not in IQ_TYPES else "gguf",
+    choices=lambda fmt: (*GGUF_TYPES, *(t + CALIBRATED for t in GGUF_TYPES + IQ_TYPES)) if fmt == "gguf" else TORCH_TYPES,
+    bits=lambda q: BITS.get(_search_type(q)[0], 32.0),
     validate=_check_search_types,
 )
 
