@@ -129,7 +129,6 @@ BITS = {"F32": 32.0, "F16": 16.0, "Q8_0": 8.5, "Q6_K": 6.6, "Q5_K_M": 5.7, "Q5_K
 
 
 CALIBRATED = "+imatrix"  # a search value "Q4_0+imatrix": that type, calibrated on the project's data
-SEARCH_IMATRIX_CHUNKS = 64  # at most this many 512-token chunks per imatrix in the search (a few minutes on 2 cores)
 
 
 def _search_type(q: str) -> tuple[str, bool]:
@@ -156,8 +155,8 @@ def _check_search_types(section: list, ctx: SpaceContext) -> None:
 def _search_steps(q: str, ctx: SpaceContext) -> list[dict[str, Any]]:
     base, calibrated = _search_type(q)
     params: dict[str, Any] = {"type": base}
-    if calibrated:  # the project's first data file: the company's own text
-        params.update(calibration=ctx.data[0], imatrix_chunks=SEARCH_IMATRIX_CHUNKS)
+    if calibrated:  # the project's first data file, the company's own text, all of it (one imatrix, reused per model)
+        params["calibration"] = ctx.data[0]
     return [{"method": "quantize", "params": params}]
 
 
