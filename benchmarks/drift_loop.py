@@ -114,7 +114,22 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="items per suite task in improve's eval")
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out" / "drift-loop")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--shadow-only", type=Path, help="only the shadow/promote/rollback phase, on this earlier run's KOGATA_HOME")
     args = ap.parse_args()
+    if args.shadow_only:
+        from kogata.artifacts.store import Store
+        from kogata.ops.aliases import current_aliases
+
+        os.environ["KOGATA_HOME"] = str(args.shadow_only)
+        store = Store(args.shadow_only)
+        now = current_aliases(store.engine)
+        res = shadow_phase(args.shadow_only, store, args, args.out / "policy.yaml", random.Random(args.seed + 1),
+                           now["production"]["artifact_id"], now["candidate"]["artifact_id"])
+        print("shadow:", res, flush=True)
+        doc = json.loads((args.out / "drift_loop.json").read_text(encoding="utf-8"))
+        doc["shadow"] = res
+        (args.out / "drift_loop.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+        return
 
     from kogata.artifacts.store import Store
 
@@ -217,28 +232,75 @@ def main() -> None:
 
     # ---- shadow, promote, rollback -------------------------------------------------------------------
     if d["passed"]:
-        server = _serve(home, args, policy, shadow=True)
-        try:
-            client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
-            rs = send(client, [question(rng, True)[0] for _ in range(args.shadow)], threads=4)
-            time.sleep(5)
-        finally:
-            server.stop()
-        from kogata.ops.aliases import current_aliases, promote_alias, rollback_alias
-        from kogata.ops.traffic import PromotionGates, promotion_gates, split_summary
-
-        gates = promotion_gates(split_summary(store.engine, cand_id), PromotionGates(min_requests=min(50, args.shadow // 2)))
-        promoted = all(g["pass"] for g in gates)
-        if promoted:
-            promote_alias(store.engine, "candidate", "production", by="benchmark")
-            after = current_aliases(store.engine)["production"]["artifact_id"]
-            rollback_alias(store.engine, "production", by="benchmark")
-            back = current_aliases(store.engine)["production"]["artifact_id"]
-        result["shadow"] = {"requests": len(rs), "failed": sum(not r["ok"] for r in rs), "gates": gates, "promoted": promoted,
-                            "promote_then_rollback_ok": promoted and after == cand_id and back == prod_id}
+        result["shadow"] = shadow_phase(home, store, args, policy, rng, prod_id, cand_id)
         print("shadow:", result["shadow"], flush=True)
     (args.out / "drift_loop.json").write_text(json.dumps(result, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
     print(f"wrote {args.out / 'drift_loop.json'} (home {home})")
+
+
+def shadow_phase(home: Path, store, args, policy: Path, rng: random.Random, prod_id: str, cand_id: str) -> dict:
+    """Serve production with a shadow of the candidate; one request at a time (a shadow runs only while the
+    candidate is idle), each waiting for its shadow row; then promote and roll back on the running server while
+    4 clients keep asking, counting failed requests and which artifact answered."""
+    import threading
+
+    from openai import OpenAI
+    from sqlalchemy import func, select
+
+    from kogata.ops.aliases import current_aliases, promote_alias, rollback_alias
+    from kogata.ops.traffic import PromotionGates, T, promotion_gates, split_summary
+
+    def shadow_rows() -> int:
+        with store.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(T).where(T.c.kind == "shadow")).scalar_one()
+
+    server = _serve(home, args, policy, shadow=True)
+    live: dict = {"failed": 0, "requests": 0, "answered_by": {}}
+    try:
+        client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        sent = []
+        for _ in range(args.shadow):
+            before = shadow_rows()
+            sent += send(client, [question(rng, True)[0]], threads=1)
+            deadline = time.monotonic() + 30
+            while shadow_rows() == before and time.monotonic() < deadline:
+                time.sleep(0.1)
+        gates = promotion_gates(split_summary(store.engine, cand_id), PromotionGates(min_requests=min(50, args.shadow)))
+        promoted = all(g["pass"] for g in gates)
+        stop = threading.Event()
+
+        def clients() -> None:
+            while not stop.is_set():
+                for r in send(client, [question(rng, True)[0] for _ in range(4)], threads=4):
+                    live["requests"] += 1
+                    live["failed"] += not r["ok"]
+                    if r["ok"]:
+                        live["answered_by"][r["artifact"]] = live["answered_by"].get(r["artifact"], 0) + 1
+
+        worker = threading.Thread(target=clients, daemon=True)
+        worker.start()
+        flips = {}
+        if promoted:
+            for what, target, act in (("promote", cand_id, lambda: promote_alias(store.engine, "candidate", "production", by="benchmark")),
+                                      ("rollback", prod_id, lambda: rollback_alias(store.engine, "production", by="benchmark"))):
+                t0 = time.perf_counter()
+                act()
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    models = client.models.list().data
+                    if any(m.id == "production" and getattr(m, "artifact_id", None) == target for m in models):
+                        break
+                    time.sleep(0.2)
+                flips[what] = {"served_after_s": round(time.perf_counter() - t0, 1),
+                               "now": current_aliases(store.engine)["production"]["artifact_id"] == target}
+                time.sleep(5)
+        stop.set()
+        worker.join(timeout=120)
+    finally:
+        server.stop()
+    return {"shadow_requests": len(sent), "failed": sum(not r["ok"] for r in sent), "gates": gates, "promoted": promoted,
+            "flips": flips, "live_requests": live["requests"], "live_failed": live["failed"],
+            "answered_by": {("candidate" if k == cand_id else "production" if k == prod_id else k): v for k, v in live["answered_by"].items()}}
 
 
 def _serve(home: Path, args, policy: Path, shadow: bool = False):
