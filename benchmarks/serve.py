@@ -138,6 +138,22 @@ def llama_cpp_server(gguf: Path, threads: int, ctx: int) -> Server | None:
     return Server(cmd, port, {**os.environ, "OMP_NUM_THREADS": str(threads)}, "/v1/models")
 
 
+def llama_server(gguf: Path, threads: int, ctx: int, parallel: int) -> Server | None:
+    """llama.cpp's own ``llama-server``, built by ``make llama-tools`` from the same llama.cpp source the pinned
+    llama-cpp-python ships (None when not built). ``-c`` is the total context: ``parallel`` slots of ``ctx``."""
+    from kogata.core.errors import KogataError
+    from kogata.methods.gguf.llamacpp_tools import find_tool
+
+    try:
+        binary = find_tool("llama-server")
+    except KogataError:
+        return None
+    port = free_port()
+    cmd = [str(binary), "-m", str(gguf), "-t", str(threads), "-tb", str(threads), "-c", str(ctx * parallel), "-np", str(parallel),
+           "--host", "127.0.0.1", "--port", str(port), "-a", "bench", "--no-webui"]
+    return Server(cmd, port, {**os.environ, "OMP_NUM_THREADS": str(threads)}, "/health")
+
+
 # ---- clients -------------------------------------------------------------------------------------
 async def one_stream(http: httpx.AsyncClient, url: str, tokens: int) -> dict:
     body = {"model": "bench", "prompt": PROMPT, "max_tokens": tokens, "temperature": 0, "stream": True,
@@ -355,6 +371,21 @@ def main() -> None:
         over = [h - d for h, d in zip(sorted(http_1), sorted(direct))]
         result["gateway_overhead_ms"] = {"p50": 1000 * pct(over, 0.5), "p99": 1000 * pct(over, 0.99),
                                          "http_p50": 1000 * pct(http_1, 0.5), "engine_p50": 1000 * pct(direct, 0.5)}
+        native = llama_server(gguf, args.threads, args.ctx, args.parallel)
+        if native is None:
+            result["llama_server"] = "skipped: make llama-tools"
+        else:
+            try:
+                single = [asyncio.run(single_stream_decode(native.url, args.tokens)) for _ in range(args.repeat)]
+                result["llama_server"] = {"single_stream_decode_tok_s": spread(single),
+                                          "concurrency": {c: [asyncio.run(concurrent(native.url, c, args.tokens))
+                                                              for _ in range(args.repeat)] for c in clients}}
+            finally:
+                native.stop()
+            ours = result["kogata_serve"]["concurrency"]
+            result["kogata_vs_llama_server"] = {
+                c: statistics.median(x["aggregate_tok_s"] for x in ours[c]) / statistics.median(y["aggregate_tok_s"] for y in runs)
+                for c, runs in result["llama_server"]["concurrency"].items() if all("aggregate_tok_s" in y for y in runs)}
         other = llama_cpp_server(gguf, args.threads, args.ctx)
         if other is None:
             result["llama_cpp_server"] = "skipped: pip install 'llama-cpp-python[server]'"
