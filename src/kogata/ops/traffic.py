@@ -85,26 +85,25 @@ def promotion_gates(summary: dict[str, Any], gates: PromotionGates | None = None
     n = shadow["n"] + canary["n"]
     out = [{"gate": "requests (shadow + canary)", "value": n, "limit": f">= {g.min_requests}", "pass": n >= g.min_requests}]
 
-    def add(name: str, value: float | None, limit: float, ok: bool, shown: str) -> None:
+    def add(name: str, value: float | None, ok: bool, shown: str) -> None:
         if value is not None:
             out.append({"gate": name, "value": round(value, 4), "limit": shown, "pass": ok})
 
+    def compare(kind: str, cand: dict[str, Any], base: dict[str, Any], base_name: str) -> None:
+        """The candidate's errors, guard hits and p95 latency against the requests it is compared with."""
+        add(f"{kind} error rate", cand["error_rate"], (cand["error_rate"] or 0) <= g.max_error_rate, f"<= {g.max_error_rate}")
+        if cand["guard_hit_rate"] is not None and base["guard_hit_rate"] is not None:
+            diff = cand["guard_hit_rate"] - base["guard_hit_rate"]
+            add(f"{kind} guard hits − {base_name}'s", diff, diff <= g.max_guard_increase, f"<= {g.max_guard_increase:+}")
+        if cand["latency_p95_ms"] and base["latency_p95_ms"]:
+            r = cand["latency_p95_ms"] / base["latency_p95_ms"]
+            add(f"{kind} p95 latency ÷ {base_name}'s", r, r <= g.max_latency_ratio, f"<= {g.max_latency_ratio}")
+
     if shadow["n"]:
         a = shadow["agreement"]
-        add("shadow agreement (token F1 with production)", a, g.min_agreement, a is not None and a >= g.min_agreement, f">= {g.min_agreement}")
-        if shadow["guard_hit_rate"] is not None and shadow["primary_guard_hit_rate"] is not None:
-            diff = shadow["guard_hit_rate"] - shadow["primary_guard_hit_rate"]
-            add("shadow guard hits − production's", diff, g.max_guard_increase, diff <= g.max_guard_increase, f"<= {g.max_guard_increase:+}")
-        if shadow["latency_p95_ms"] and shadow["primary_latency_p95_ms"]:
-            r = shadow["latency_p95_ms"] / shadow["primary_latency_p95_ms"]
-            add("shadow p95 latency ÷ production's", r, g.max_latency_ratio, r <= g.max_latency_ratio, f"<= {g.max_latency_ratio}")
-        add("shadow error rate", shadow["error_rate"], g.max_error_rate, (shadow["error_rate"] or 0) <= g.max_error_rate, f"<= {g.max_error_rate}")
+        add("shadow agreement (token F1 with production)", a, a is not None and a >= g.min_agreement, f">= {g.min_agreement}")
+        primary = {"guard_hit_rate": shadow["primary_guard_hit_rate"], "latency_p95_ms": shadow["primary_latency_p95_ms"]}
+        compare("shadow", shadow, primary, "production")  # the same requests, as production answered them
     if canary["n"]:
-        add("canary error rate", canary["error_rate"], g.max_error_rate, (canary["error_rate"] or 0) <= g.max_error_rate, f"<= {g.max_error_rate}")
-        if canary["guard_hit_rate"] is not None and control["guard_hit_rate"] is not None:
-            diff = canary["guard_hit_rate"] - control["guard_hit_rate"]
-            add("canary guard hits − control's", diff, g.max_guard_increase, diff <= g.max_guard_increase, f"<= {g.max_guard_increase:+}")
-        if canary["latency_p95_ms"] and control["latency_p95_ms"]:
-            r = canary["latency_p95_ms"] / control["latency_p95_ms"]
-            add("canary p95 latency ÷ control's", r, g.max_latency_ratio, r <= g.max_latency_ratio, f"<= {g.max_latency_ratio}")
+        compare("canary", canary, control, "control")
     return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import hashlib
 import logging
 import time
@@ -136,15 +137,16 @@ class TrafficSplit:
 
 
 def after_response(state: Any, g: Any, kind: str | None, status: str) -> None:
-    """Bookkeeping once an answer has gone out: the canary/control row, and the shadow copy."""
+    """Bookkeeping once an answer has gone out (called on the event loop): the canary/control row, the shadow copy."""
     split = getattr(state, "traffic", None)
     if split is None or not split.active:
         return
     latency = (time.perf_counter() - g.t0) * 1000
     action = g.output_decision.action
-    if kind is not None:
-        split.record(kind, alias=g.ctx.model_alias, artifact_id=g.lease.model.id, status=status, latency_ms=latency,
-                     guard_action=action)
+    if kind is not None:  # a database write: in a worker thread, off the event loop (nothing waits for it)
+        asyncio.get_running_loop().run_in_executor(None, functools.partial(
+            split.record, kind, alias=g.ctx.model_alias, artifact_id=g.lease.model.id, status=status, latency_ms=latency,
+            guard_action=action))
     target = split.shadow_of(g.ctx.model_alias, g.ctx.request_id) if status == "ok" else None
     if target is not None and g.outcome.text:
         split.mirror(state, target, g.gen, g.ctx, g.outcome.text, latency, action)
