@@ -131,15 +131,11 @@ def promote_cmd(
 ) -> None:
     """Make SOURCE's artifact the production model once its shadow/canary gates hold (rollback: one command)."""
     from kogata.artifacts.store import Store
-    from kogata.core.errors import KogataError
-    from kogata.ops.aliases import current_aliases, promote_alias
+    from kogata.ops.aliases import alias_target, promote_alias
     from kogata.ops.traffic import PromotionGates, promotion_gates, split_summary
 
     store = Store()
-    now = current_aliases(store.engine)
-    if source not in now:
-        raise KogataError(f"alias {source!r} does not exist", "kogata improve sets `candidate`; or: kogata models alias set candidate ARTIFACT")
-    art_id = now[source]["artifact_id"]
+    art_id = alias_target(store.engine, source)
     gates = promotion_gates(split_summary(store.engine, art_id), PromotionGates(min_requests=min_requests))
     tab = Table(title=f"gates for {source} = {art_id[:12]}", title_justify="left")
     for col in ("gate", "value", "limit", "result"):

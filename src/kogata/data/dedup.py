@@ -86,12 +86,16 @@ def signatures(texts: list[str], n: int = 5, seed: int = 0, tick: Callable[[], N
     return out
 
 
+def _lsh(threshold: float) -> MinHashLSH:
+    try:
+        return MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    except ValueError:  # thresholds near 1 want fewer than 2 bands; 8 bands of 16 still find them (confirmed below)
+        return MinHashLSH(threshold=threshold, num_perm=NUM_PERM, params=(8, NUM_PERM // 8))
+
+
 def near_duplicates(sigs: list[MinHash], threshold: float = 0.8) -> list[Duplicate]:
     """Each signature whose estimated Jaccard similarity to an earlier *kept* one is ≥ ``threshold``."""
-    try:
-        lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
-    except ValueError:  # thresholds near 1 want fewer than 2 bands; 8 bands of 16 still find them (confirmed below)
-        lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, params=(8, NUM_PERM // 8))
+    lsh = _lsh(threshold)
     out = []
     for i, m in enumerate(sigs):
         best, best_sim = -1, 0.0
@@ -119,21 +123,21 @@ def overlapping(texts: list[list[str]], reference: list[str], threshold: float =
     for j, ref in enumerate(reference):
         keys.setdefault(hashlib.sha256(dedup_key(ref).encode()).digest(), j)
     ref_sigs = signatures(reference, n, seed)
-    try:
-        lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
-    except ValueError:
-        lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, params=(8, NUM_PERM // 8))
+    lsh = _lsh(threshold)
     for j, m in enumerate(ref_sigs):
         lsh.insert(str(j), m)
+    field_sigs = iter(signatures([t for fields in texts for t in fields], n, seed))  # one pass, in field order
     out = []
     for i, fields in enumerate(texts):
         best, best_sim = -1, 0.0
         for text in fields:
+            m = next(field_sigs)
+            if best_sim == 1.0:
+                continue  # an exact match was found: the record's other fields need no lookup
             exact = keys.get(hashlib.sha256(dedup_key(text).encode()).digest())
             if exact is not None:
                 best, best_sim = exact, 1.0
-                break
-            m = signatures([text], n, seed)[0]
+                continue
             for key in lsh.query(m):
                 sim = m.jaccard(ref_sigs[int(key)])
                 if sim >= threshold and sim > best_sim:

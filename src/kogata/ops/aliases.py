@@ -47,6 +47,16 @@ def current_aliases(engine: Engine) -> dict[str, dict[str, Any]]:
                 for r in s.execute(select(Alias).order_by(Alias.name)).scalars()}
 
 
+def alias_target(engine: Engine, name: str) -> str:
+    """The artifact id the alias ``name`` names now; a one-line error when there is no such alias."""
+    from kogata.core.errors import KogataError
+
+    row = current_aliases(engine).get(name)
+    if row is None:
+        raise KogataError(f"the store has no alias {name!r}", f"set it first: kogata models alias set {name} ARTIFACT")
+    return row["artifact_id"]
+
+
 def rollback_alias(engine: Engine, name: str, *, by: str | None, reason: str | None = None) -> str:
     """Point ``name`` back at the artifact it named before its last change; returns that artifact id."""
     from kogata.core.errors import KogataError
@@ -68,11 +78,8 @@ def promote_alias(engine: Engine, source: str = "candidate", target: str = "prod
     ``kogata models alias rollback production`` undoes it."""
     from kogata.core.errors import KogataError
 
-    now = current_aliases(engine)
-    if source not in now:
-        raise KogataError(f"alias {source!r} does not exist", "kogata improve sets `candidate`; or: kogata models alias set candidate ARTIFACT")
-    new = now[source]["artifact_id"]
-    old = (now.get(target) or {}).get("artifact_id")
+    new = alias_target(engine, source)
+    old = (current_aliases(engine).get(target) or {}).get("artifact_id")
     if old == new:
         raise KogataError(f"{target} already names {new[:12]} (the artifact of {source})", "nothing to promote")
     if old is not None:

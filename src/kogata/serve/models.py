@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kogata.core.errors import KogataError
+from kogata.ops.aliases import alias_target
 from kogata.serve.config import ServeConfig
 from kogata.serve.errors import APIError
 
@@ -113,16 +114,6 @@ class Lease:
                 self.model._cond.notify_all()
 
 
-def store_alias_target(store: Any, name: str) -> str:
-    """The artifact id the store alias ``name`` names now (a served "@NAME" model)."""
-    from kogata.ops.aliases import current_aliases
-
-    row = current_aliases(store.engine).get(name)
-    if row is None:
-        raise KogataError(f"@{name}: the store has no alias {name!r}", f"set it first: kogata models alias set {name} ARTIFACT")
-    return row["artifact_id"]
-
-
 def _is_embedder(artifact: Any) -> bool:
     return getattr(artifact, "kind", None) == "embedder"
 
@@ -146,7 +137,7 @@ class ModelSet:
         for entry in config.models:
             if entry.artifact.startswith("@"):
                 name = entry.artifact[1:]
-                art = store.get(store_alias_target(store, name))
+                art = store.get(alias_target(store.engine, name))
                 aliases = entry.aliases or [name]
                 self.followed.update({a: name for a in aliases})
             else:

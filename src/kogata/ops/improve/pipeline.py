@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from kogata.core.errors import KogataError
-from kogata.core.io import atomic_write_json
+from kogata.core.io import atomic_text_file, atomic_write_json
 from kogata.ops.improve.corrections import Corrections, load_corrections, training_record
 
 IMPROVE_VERSION = 1
@@ -112,26 +112,26 @@ def resolve_production(store: Any, ref: str) -> tuple[Any, str | None]:
     return art, None
 
 
-def _ancestors(store: Any, art: Any) -> list[Any]:
+def _ancestors(store: Any, art: Any, by_id: dict[str, Any] | None = None) -> list[Any]:
+    """``art``'s parent, grandparent … as far as the store has them (``by_id``: the store's artifacts, if listed already)."""
+    by_id = by_id if by_id is not None else {a.id: a for a in store.list()}
     out, seen = [], {art.id}
-    while art.parent and art.parent not in seen:
-        parent = store.find(art.parent)
-        if parent is None:
-            break
-        out.append(parent)
-        seen.add(parent.id)
-        art = parent
+    while art.parent and art.parent not in seen and art.parent in by_id:
+        art = by_id[art.parent]
+        out.append(art)
+        seen.add(art.id)
     return out
 
 
 def model_family(store: Any, production: Any) -> set[str]:
     """Ids of every artifact sharing production's root (its ancestors, their other descendants, earlier rounds)."""
-    root = (_ancestors(store, production) or [production])[-1].id
+    by_id = {a.id: a for a in store.list()}
 
     def root_of(a: Any) -> str:
-        return (_ancestors(store, a) or [a])[-1].id
+        return (_ancestors(store, a, by_id) or [a])[-1].id
 
-    return {a.id for a in store.list() if root_of(a) == root} | {production.id}
+    root = root_of(production)
+    return {i for i, a in by_id.items() if root_of(a) == root} | {production.id}
 
 
 def _is_float_model(a: Any) -> bool:
@@ -155,29 +155,17 @@ def float_parent(store: Any, production: Any) -> tuple[Any, list[dict[str, Any]]
             return anc, steps
     for child in store.children(production.id):
         if _is_float_model(child):
-            qtype = gguf_file_type(production)
+            from kogata.methods.quantize.gguf_facts import source_file_type
+
+            qtype = source_file_type(production.gguf_path)
             steps = [{"method": "export-gguf", "params": {"out_type": "f32"}}]
-            if qtype not in (None, "F32", "ALL_F32"):
+            if qtype not in ("F32", "unknown") and not qtype.isdigit():  # an unnamed type: export only
                 steps.append({"method": "quantize", "params": {"type": qtype}})
             return child, steps
     raise KogataError(
         f"production {production.name} has no float (safetensors) model in the store to train LoRA on",
         "convert it first (kogata models import / pull the hf version) or set --production to an hf artifact",
     )
-
-
-def gguf_file_type(art: Any) -> str | None:
-    """The quantization type of a GGUF artifact (``Q8_0``, ``Q4_K_M`` …) from its ``general.file_type``."""
-    from gguf import GGUFReader, LlamaFileType
-
-    try:
-        field_ = GGUFReader(str(art.gguf_path)).fields.get("general.file_type")
-        if field_ is None:
-            return None
-        name = LlamaFileType(int(field_.parts[field_.data[0]][0])).name  # e.g. MOSTLY_Q8_0
-    except (ValueError, OSError):
-        return None
-    return name.removeprefix("MOSTLY_").replace("ALL_F32", "F32")
 
 
 # ---- the pipeline -----------------------------------------------------------------------------------
@@ -202,11 +190,8 @@ class _State:
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    with atomic_text_file(path) as fh:
+        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     return path
 
 
@@ -279,7 +264,7 @@ def improve(cfg: ImproveConfig, store: Any, *, log: Log = print, progress: Any =
         log("data: curating corrections + training data (PII scrub, dedup, held-out items removed)")
         manifest = prepare([train_path, *map(Path, cfg.data)], prepared,
                            PrepareConfig(min_chars=8, seed=cfg.seed, exclude=(str(items_path), str(held_path))), progress=progress)
-        done = state.done("data", records=manifest["records"], removed=_removed_by_reason(manifest),
+        done = state.done("data", records=manifest["records"], removed={k: v["count"] for k, v in manifest["removed"].items()},
                           fingerprint=manifest.get("fingerprint"))
     timings["data_s"] = time.time() - t0
     log(f"data: {done['records']} training records; removed {done['removed'] or 'none'}")
@@ -340,14 +325,6 @@ def _check_enough(corr: Corrections, cfg: ImproveConfig, production: Any) -> Non
         f"{corr.folder}: {n} approved corrections for {production.name}; improve needs at least {cfg.min_corrections} "
         f"({cfg.min_corrections - n} more)",
         "review more answers in the queue (kogata review / the web UI), export again, or lower --min-corrections")
-
-
-def _removed_by_reason(manifest: dict[str, Any]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for st in manifest.get("stages") or []:
-        for reason, n in (st.get("removed") or {}).items():
-            out[reason] = out.get(reason, 0) + n
-    return out
 
 
 def _art(a: Any, alias: str | None) -> dict[str, Any]:
