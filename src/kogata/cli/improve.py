@@ -15,12 +15,6 @@ def register(app: typer.Typer) -> None:
     app.command("improve")(improve_cmd)
 
 
-def _lora_sets(pairs: list[str]) -> dict[str, str]:
-    from kogata.methods.registry import parse_sets
-
-    return parse_sets(pairs or [])
-
-
 def improve_cmd(
     corrections: Path = typer.Argument(..., metavar="CORRECTIONS", help="Folder written by `kogata review export --out DIR`."),
     suite: str = typer.Option(..., "--suite", "-s", help="Suite whose KPIs the candidate must pass (built-in name or suite.yaml)."),
@@ -47,6 +41,7 @@ def improve_cmd(
 
     import kogata.core.settings as settings
     from kogata.artifacts.store import Store
+    from kogata.methods.registry import parse_sets
     from kogata.ops.improve import ImproveConfig, improve
     from kogata.report import write_reports
     from kogata.report.improve import write_improve_report
@@ -54,7 +49,7 @@ def improve_cmd(
     if language not in ("en", "ja"):
         raise KogataError(f"--lang {language!r} is not en or ja", "use --lang en or --lang ja")
     cfg = ImproveConfig(corrections=corrections, suite=suite, out=out, production=production, data=list(data or []),
-                        min_corrections=min_corrections, heldout_fraction=heldout, lora=_lora_sets(lora_set),
+                        min_corrections=min_corrections, heldout_fraction=heldout, lora=parse_sets(lora_set or []),
                         runtime=runtime, limit=limit, threads=settings.get_threads(), alias=alias, require=require)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:
