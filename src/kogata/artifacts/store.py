@@ -39,6 +39,7 @@ from kogata.artifacts.artifact import (
 )
 from kogata.core.db import ArtifactRow, make_engine, store_url
 from kogata.core.errors import KogataError
+from kogata.core.process import pid_alive
 
 
 class Staging:
@@ -147,7 +148,7 @@ class Store:
                 pid = int(folder.name.split("-")[1])
             except (IndexError, ValueError):
                 continue
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 shutil.rmtree(folder, ignore_errors=True)
 
     # ---- index ---------------------------------------------------------------------------------
@@ -241,15 +242,3 @@ class Store:
                 s.delete(row)
         shutil.rmtree(trash, ignore_errors=True)
         return art
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -24,26 +24,11 @@ from typing import Any
 
 from kogata.core.errors import KogataError
 from kogata.core.io import atomic_write_json
+from kogata.core.process import pid_alive
 
 JOB_ID = re.compile(r"^[a-f0-9]{12}$")
 KINDS = ("optimize", "pull")
 LOG_TAIL_BYTES = 16_384
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our own child, not yet reaped) is not running
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return True
 
 
 class Jobs:
@@ -77,7 +62,7 @@ class Jobs:
             job["returncode"] = ended.get("returncode")
             job["ended"] = ended.get("ended")
             job["status"] = "cancelled" if ended.get("cancelled") else ("done" if ended.get("returncode") == 0 else "failed")
-        elif _pid_alive(job.get("pid")):
+        elif pid_alive(job.get("pid")):
             job["status"] = "running"
         else:
             job["status"] = "interrupted"
