@@ -10,7 +10,8 @@ newest is the index; the previous one is kept, older ones are removed). Each hol
 
 With ``backend=postgresql://user@host:port/db`` (``--backend``, or ``$KOGATA_SEARCH_BACKEND``) the chunks, tokens
 and vectors live in that database instead (:mod:`kogata.search.backend_pg`, one pair of tables per version) and
-``index.json`` records the URL (never its password) and the table; ``update`` keeps the index's backend.
+``index.json`` records the URL (never its password) and the table; ``update`` keeps the index's backend. Which
+backend a version uses, and opening, creating and dropping it, is :mod:`kogata.search.backends`.
 
 ``build`` reads the documents, chunks them and embeds every chunk whose hash is not in the vector cache (or the
 previous version); ``update`` re-reads the documents (the same inputs by default), keeps the settings of the
@@ -20,11 +21,10 @@ a failed or interrupted run leaves the previous version as it was.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,16 @@ from typing import Any
 from kogata.artifacts.artifact import Artifact, LineageStep
 from kogata.core.errors import KogataError
 from kogata.search.backend import EmbeddedBackend, SearchBackend
+from kogata.search.backends import (  # noqa: F401  (PG_UPSERT_BATCH: still importable from kogata.search.index)
+    EMBEDDED,
+    PG_UPSERT_BATCH,
+    check_backend,
+    drop_backend,
+    new_backend,
+    open_backend,
+    recorded_location,
+    upsert_batch,
+)
 from kogata.search.chunk import ChunkerSettings, chunk_documents
 from kogata.search.ingest import MAX_FILE_MB, IngestResult, read_documents
 from kogata.search.retrieve import Retriever
@@ -45,8 +55,6 @@ INDEX_VERSION = 1
 KEEP_VERSIONS = 2
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 Progress = Callable[[str, int, int], None]  # (stage: read | embed, done, total)
-EMBEDDED = "embedded"
-PG_UPSERT_BATCH = 2000  # chunks per COPY into the PostgreSQL backend
 
 
 @dataclass
@@ -108,6 +116,13 @@ def read_meta(artifact: Artifact) -> dict[str, Any]:
         raise KogataError(f"index artifact {artifact.id} has no readable {INDEX_FILE} ({exc})", "rebuild it with `kogata index build`") from None
 
 
+def _meta_or_none(artifact: Artifact) -> dict[str, Any] | None:
+    try:
+        return read_meta(artifact)
+    except KogataError:
+        return None
+
+
 def get_index_artifact(store: Any, name: str) -> Artifact:
     art = latest(store, name)
     if art is None:
@@ -115,49 +130,6 @@ def get_index_artifact(store: Any, name: str) -> Artifact:
         hint = f"known indexes: {', '.join(known)}" if known else "build one with `kogata index build DOCS --name NAME`"
         raise KogataError(f"no search index named {name!r} in {store.home}", hint)
     return art
-
-
-# ---- where an index's chunks live ---------------------------------------------------------------------
-def check_backend(location: str | None) -> str:
-    """``'embedded'`` (files in the artifact) or a PostgreSQL URL, as given; KogataError for anything else."""
-    from kogata.search.backend_pg import is_postgres_url
-
-    location = location or EMBEDDED
-    if location == EMBEDDED or is_postgres_url(location):
-        return location
-    raise KogataError(f"unknown search backend {location!r}", "use --backend embedded (files in the store) or a URL like postgresql://user@host:5432/db")
-
-
-def open_backend(artifact: Artifact, meta: dict[str, Any]) -> SearchBackend:
-    """The backend holding an index version's chunks (indexes from before backends were recorded are embedded)."""
-    dim = int((meta.get("embedder") or {}).get("dim") or 0)
-    location = meta.get("backend", EMBEDDED)
-    if location == EMBEDDED:
-        return EmbeddedBackend.load(artifact.path, dim)
-    from kogata.search.backend_pg import PostgresBackend
-
-    return PostgresBackend(location, meta["backend_table"], dim)
-
-
-def _drop_backend(artifact: Artifact, log: Callable[[str], None]) -> None:
-    """Remove what an index version keeps outside its artifact (the PostgreSQL tables) before the artifact goes."""
-    try:
-        meta = read_meta(artifact)
-    except KogataError:
-        return
-    if meta.get("backend", EMBEDDED) == EMBEDDED:
-        return
-    from kogata.search.backend_pg import PostgresBackend
-
-    try:
-        backend = PostgresBackend(meta["backend"], meta["backend_table"], int((meta.get("embedder") or {}).get("dim") or 0))
-    except KogataError as exc:
-        log(f"could not drop the tables of {artifact.name}: {exc}")
-        return
-    try:
-        backend.drop()
-    finally:
-        backend.close()
 
 
 # ---- an open index ---------------------------------------------------------------------------------
@@ -268,13 +240,7 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
     say = progress or (lambda *a: None)
     tokenize = get_tokenizer(tokenizer)
     emb_art = None if embedder_ref == "none" else resolve_embedder(store, embedder_ref, log)
-    if backend != EMBEDDED:  # an unreachable server (or one without pgvector) fails now, not after the embedding
-        from kogata.search.backend_pg import check_server, public_url
-
-        check_server(backend, need_pgvector=emb_art is not None)
-        backend_recorded = public_url(backend)
-    else:
-        backend_recorded = EMBEDDED
+    backend_recorded = recorded_location(backend, need_pgvector=emb_art is not None)  # a bad server fails now, not after the embedding
     ingest: IngestResult = read_documents(list(inputs), scrub_pii=scrub_pii, max_file_mb=max_file_mb, skip_unreadable=skip_unreadable,
                                           on_file=lambda s, i, n: say("read", i, n))  # fmt: skip
     docs = ingest.documents
@@ -350,22 +316,22 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
     step = LineageStep(method=method, config={k: v for k, v in meta.items() if k not in ("documents",)}, data_fingerprint=fingerprint,
                        metrics={"documents": len(docs), "chunks": len(chunks), "embedded": report.embedded,
                                 "added": len(report.added), "changed": len(report.changed), "removed": len(report.removed)})  # fmt: skip
-    with store.stage() as staging, _new_backend(backend, name, version, dim) as new_backend:
-        batch = PG_UPSERT_BATCH if backend != EMBEDDED else max(len(chunks), 1)
+    with store.stage() as staging, new_backend(backend, name, version, dim) as new:
+        batch = upsert_batch(backend, len(chunks))
         for lo in range(0, len(chunks), batch):
             part = slice(lo, lo + batch)
-            new_backend.upsert(chunks[part], tokens[part], vectors[part] if vectors is not None else None)
+            new.upsert(chunks[part], tokens[part], vectors[part] if vectors is not None else None)
         if backend == EMBEDDED:
-            new_backend.save(staging.dir)
+            new.save(staging.dir)
         else:
-            new_backend.finish_build()
-            meta["backend_table"] = step.config["backend_table"] = new_backend.table
+            new.finish_build()
+            meta["backend_table"] = step.config["backend_table"] = new.table
         (staging.dir / INDEX_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
         step.duration_s = time.perf_counter() - started
         art = staging.commit(format=FORMAT, kind=KIND, name=f"index-{name}-v{version}", parent=previous, step=step, params=0,
                              extra={"index": {"name": name, "version": version}})  # fmt: skip
     for old in index_artifacts(store, name)[:-KEEP_VERSIONS]:
-        _drop_backend(old, log)
+        drop_backend(old, _meta_or_none(old), log)
         store.remove(old.id)
     report.artifact, report.version, report.chunks = art, version, len(chunks)
     report.seconds = time.perf_counter() - started
@@ -375,26 +341,6 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
 def _settings_of(meta: dict[str, Any]) -> dict[str, Any]:
     return {"tokenizer": meta["tokenizer"], "chunker": meta["chunker"], "scrub_pii": meta["scrub_pii"],
             "embedder": (meta.get("embedder") or {}).get("id"), "backend": meta.get("backend", EMBEDDED)}  # fmt: skip
-
-
-@contextlib.contextmanager
-def _new_backend(location: str, name: str, version: int, dim: int) -> Iterator[Any]:
-    """An empty backend for a new version; a PostgreSQL one drops its tables again unless the block completes
-    (and the artifact naming them is committed)."""
-    if location == EMBEDDED:
-        yield EmbeddedBackend(dim)
-        return
-    from kogata.search.backend_pg import PostgresBackend, table_for
-
-    backend = PostgresBackend(location, table_for(name, version), dim, create=True)
-    try:
-        yield backend
-    except BaseException:
-        with contextlib.suppress(Exception):  # the server may be what failed; the first error is the one to report
-            backend.drop()
-        raise
-    finally:
-        backend.close()
 
 
 class _NoEmbedder:
