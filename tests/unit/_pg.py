@@ -4,6 +4,8 @@ The binaries come from the ``pgserver`` wheel (PostgreSQL 16 + pgvector; Debian 
 from Debian's ``postgresql`` package when its share folder has pgvector. The cluster lives in a temporary folder,
 listens on 127.0.0.1 on a free port, and runs as the ``postgres`` user when we are root (the server refuses
 root). ``start_server()`` yields a :class:`PgServer`; ``server.new_database()`` gives a fresh database's URL.
+``start_server(pgvector=False)`` takes any PostgreSQL (the store's migrations need no pgvector): one with pgvector
+when there is one, else the first ``initdb`` on ``$PATH`` or Debian's newest.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from pathlib import Path
 
 class ServerUnavailable(RuntimeError):
     """No server can be started here (the reason is the message): tests skip with it."""
+
+
+class ServerFailed(ServerUnavailable):
+    """The binaries are here but the server did not initialise or start (a test may fail on it rather than skip)."""
 
 
 def pgvector_binaries() -> Path | None:
@@ -43,33 +49,49 @@ def pgvector_binaries() -> Path | None:
     return None
 
 
+def postgres_binaries() -> Path | None:
+    """Any PostgreSQL ``bin`` folder (pgvector or not): the one with pgvector first, else ``initdb`` on ``$PATH``,
+    else Debian's newest ``/usr/lib/postgresql/*/bin``."""
+    found = pgvector_binaries()
+    if found is not None:
+        return found
+    on_path = shutil.which("initdb")
+    if on_path:
+        return Path(on_path).resolve().parent
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    return debian[0].parent if debian else None
+
+
 class PgServer:
     def __init__(self, port: int, proc: subprocess.Popen, user: str = "kogata"):
         self.port, self.proc, self.user = port, proc, user
         self.admin = f"postgresql://{user}@127.0.0.1:{port}/postgres"
         self._count = 0
 
-    def new_database(self) -> str:
+    def new_database(self, scheme: str = "postgresql") -> str:
+        """A fresh database's URL; ``scheme`` e.g. ``postgresql+psycopg`` for SQLAlchemy (plain means psycopg2 there)."""
         import psycopg
 
         self._count += 1
         name = f"kg{self._count}"
         with psycopg.connect(self.admin, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {name}")
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{name}"
+        return f"{scheme}://{self.user}@127.0.0.1:{self.port}/{name}"
 
 
 @contextlib.contextmanager
-def start_server(bin_dir: Path | None = None, timeout_s: float = 60.0) -> Iterator[PgServer]:
-    """Start a cluster (of ``bin_dir``'s PostgreSQL; default: one with pgvector), yield it, stop it and remove its
-    folder. ServerUnavailable when that cannot be done here."""
+def start_server(bin_dir: Path | None = None, timeout_s: float = 60.0, *, pgvector: bool = True) -> Iterator[PgServer]:
+    """Start a cluster (of ``bin_dir``'s PostgreSQL; default: one with pgvector, or any with ``pgvector=False``),
+    yield it, stop it and remove its folder. ServerUnavailable when that cannot be done here (ServerFailed when the
+    binaries are here but initdb or the server failed)."""
     try:
         import psycopg
     except ImportError:
         raise ServerUnavailable('psycopg is not installed (pip install "psycopg[binary]")') from None
-    bin_dir = bin_dir or pgvector_binaries()
+    bin_dir = bin_dir or (pgvector_binaries() if pgvector else postgres_binaries())
     if bin_dir is None:
-        raise ServerUnavailable("no PostgreSQL with pgvector here (pip install pgserver==0.1.4 ships both)")
+        raise ServerUnavailable("no PostgreSQL with pgvector here (pip install pgserver==0.1.4 ships both)" if pgvector else
+                                "no PostgreSQL server binaries (Debian: apt-get install postgresql; or pip install pgserver==0.1.4)")
     run_as: list[str] = []
     base = Path(tempfile.mkdtemp(prefix="kogata-pgv-"))
     try:
@@ -86,7 +108,7 @@ def start_server(bin_dir: Path | None = None, timeout_s: float = 60.0) -> Iterat
         init = subprocess.run(run_as + [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "kogata", "--no-sync", "-E", "UTF8"],
                               capture_output=True, timeout=120)  # fmt: skip
         if init.returncode != 0:
-            raise ServerUnavailable(f"initdb failed: {init.stderr.decode(errors='replace')[-500:]}")
+            raise ServerFailed(f"initdb failed: {init.stderr.decode(errors='replace')[-500:]}")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -103,7 +125,7 @@ def start_server(bin_dir: Path | None = None, timeout_s: float = 60.0) -> Iterat
             except psycopg.OperationalError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     proc.kill()
-                    raise ServerUnavailable(f"PostgreSQL did not start: {(base / 'server.log').read_text(errors='replace')[-500:]}") from None
+                    raise ServerFailed(f"PostgreSQL did not start: {(base / 'server.log').read_text(errors='replace')[-500:]}") from None
                 time.sleep(0.2)
         try:
             yield server

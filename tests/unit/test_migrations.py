@@ -267,73 +267,20 @@ def test_kogata_db_url_selects_the_database(kogata_home, tmp_path, monkeypatch):
 
 
 # ---- PostgreSQL (KOGATA_DB_URL): a real server started for these tests, loopback only -----------------------------
-def _pg_binaries() -> Path | None:
-    import glob
-    import shutil
-
-    found = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)), None)
-    return Path(found).resolve().parent if found else None
-
-
 @pytest.fixture(scope="module")
 def pg_server():
-    """``(admin_url, make_url)``: a throw-away PostgreSQL cluster on 127.0.0.1; ``make_url()`` creates a fresh database."""
-    import pwd
-    import shutil
-    import socket
-    import tempfile
-
+    """``make_url()``: a fresh database's SQLAlchemy URL on a throw-away PostgreSQL cluster on 127.0.0.1
+    (:func:`tests.unit._pg.start_server`, any PostgreSQL: the migrations need no pgvector)."""
     pytest.importorskip("psycopg")
-    import psycopg
-
-    bin_dir = _pg_binaries()
-    if bin_dir is None:
-        pytest.skip("no PostgreSQL server binaries (Debian: apt-get install postgresql)")
-    run_as: list[str] = []
-    base = Path(tempfile.mkdtemp(prefix="kogata-pg-"))
-    if os.geteuid() == 0:  # the server refuses to run as root
-        try:
-            pg_user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no postgres user to run the server as")
-        os.chown(base, pg_user.pw_uid, pg_user.pw_gid)
-        run_as = ["runuser", "-u", "postgres", "--"]
-    data = base / "data"
-    subprocess.run(run_as + [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "kogata", "--no-sync", "-E", "UTF8"],
-                   check=True, capture_output=True, timeout=120)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(run_as + [str(bin_dir / "postgres"), "-D", str(data), "-k", str(base), "-h", "127.0.0.1", "-p", str(port),
-                                      "-c", "fsync=off"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    admin = f"host=127.0.0.1 port={port} user=kogata dbname=postgres"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            psycopg.connect(admin, connect_timeout=2).close()
-            break
-        except psycopg.OperationalError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"PostgreSQL did not start: {proc.stderr.read().decode(errors='replace')[-1000:]}")
-            time.sleep(0.2)
-    counter = iter(range(1000))
-
-    def make_url() -> str:
-        name = f"kg{next(counter)}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        return f"postgresql+psycopg://kogata@127.0.0.1:{port}/{name}"
+    from tests.unit._pg import ServerFailed, ServerUnavailable, start_server
 
     try:
-        yield make_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(base, ignore_errors=True)
+        with start_server(pgvector=False) as server:
+            yield lambda: server.new_database("postgresql+psycopg")
+    except ServerFailed as exc:  # the binaries are here: a server that does not start is a failure, not a skip
+        pytest.fail(f"PostgreSQL did not start: {exc}")
+    except ServerUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server could start here: {exc}")
 
 
 def test_postgresql_store_is_migrated_and_works(kogata_home, monkeypatch, pg_server):
