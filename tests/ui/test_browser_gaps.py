@@ -12,6 +12,7 @@ import pytest
 
 from tests.ui.test_browser import axe_violations
 from tests.ui.test_monitoring import write_monitor_report
+from tests.ui.test_playground import fixed_words
 
 WAIT_MS = 30_000
 
@@ -95,32 +96,29 @@ def test_search_documents_toggle_gives_a_grounded_answer(live_gaps, page_factory
     _clean(page)
 
 
-def test_cited_passages_are_listed_under_the_answer(live_gaps, gaps_home, page_factory, shots_dir):
-    """The tiny random model never writes [1]: the answer the page renders here is built by the library
-    (retrieval from the real index, ``answer_question``'s citation parsing) around a fixed model text."""
-    from kogata.artifacts.store import Store
-    from kogata.search.answer import answer_question
-    from kogata.search.index import SearchIndex
-
-    class FixedModel:  # a stand-in for the model's words only
-        def chat(self, messages, max_tokens=None, stop=None):
-            return "商品到着から30日以内であれば返品できます [1]。"
-
-    question = "返品は何日以内ですか？"
-    index = SearchIndex.open(Store(gaps_home), "handbook")
-    hits = index.retriever(need_dense=False).search(question, 3, "bm25")
-    body = answer_question(FixedModel(), question, hits).to_dict() | {"mode": "bm25", "usage": {}, "search_ms": 3.0, "latency_ms": 250.0}
+def test_cited_passages_are_listed_under_the_answer(live_gaps, page_factory, shots_dir, monkeypatch):
+    """The tiny random model never writes [1]: here the served model's words are fixed (``fixed_words``) and
+    everything else is real — the page posts to the live ``/ui/playground/grounded``, which retrieves from the index,
+    asks the model through the served path and answers in its own shape."""
+    seen = fixed_words(monkeypatch, live_gaps.app, "prod", "商品到着から30日以内であれば返品できます [1]。")
+    answers = []
     page = page_factory("ja")
-    page.route("**/ui/playground/grounded", lambda route: route.fulfill(status=200, content_type="application/json",
-                                                                       body=json.dumps(body, ensure_ascii=False)))
+    page.on("response", lambda r: r.url.endswith("/ui/playground/grounded") and answers.append(r))
     page.goto(live_gaps.url + "/ui/playground")
     page.check("#chat-search")
-    page.fill("#chat-input", question)
+    page.select_option("#chat-model", "prod")
+    page.fill("#chat-input", "返品は何日以内ですか？")
     page.press("#chat-input", "Enter")
     cites = page.locator("#chat-log li.grounded .citations li")
     cites.first.wait_for(timeout=WAIT_MS)
     assert cites.all_text_contents() == ["[1] 返品について (returns.md)"]
     assert page.locator("#chat-log li.grounded .sources-head").text_content() == "出典："
+    answer = page.locator("#chat-log li.assistant.grounded").last
+    assert answer.get_attribute("data-status") == "answered"
+    assert answer.locator(".body").text_content() == "商品到着から30日以内であれば返品できます [1]。"
+    assert re.search(r"検索 \d+ ミリ秒、回答全体 \d+ ミリ秒", answer.locator(".timing").text_content() or "")
+    assert len(seen) == 1 and "[1] (returns.md" in seen[0].messages[-1]["content"]  # the model was asked with the passages
+    assert len(answers) == 1 and answers[0].status == 200 and answers[0].json()["citations"][0]["source"] == "returns.md"
     page.screenshot(path=str(shots_dir / "ja-playground-search.png"), full_page=True)
     _clean(page)
 

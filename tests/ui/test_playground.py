@@ -94,3 +94,70 @@ def test_grounded_answer_errors_name_the_problem(gaps_client):
     r = gaps_client.post("/ui/playground/grounded", content=json.dumps({"model": "prod", "index": "handbook", "question": "返品"}),
                          headers={"Content-Type": "application/json"})
     assert r.status_code == 403  # no CSRF token
+
+
+# ---- the model's words fixed, everything else real ---------------------------------------------------------------
+def fixed_words(monkeypatch, app, alias: str, text: str) -> list:
+    """The served model ``alias`` answers ``text`` (one token, then the end), whatever it is asked: only its words
+    are fixed, the request still runs the served path (guard checks, audit row, usage). The requests it got are
+    returned (a list filled as they come)."""
+    from kogata.runtimes.base import StreamPiece, Usage
+    from kogata.runtimes.engine.stream import EngineStream
+
+    lease = app.state.kogata.models.acquire(alias)
+    backend = lease.model.backend
+    lease.release()
+    seen = []
+
+    def submit(request, *, queue_timeout_s=None):
+        seen.append(request)
+        stream = EngineStream(prompt_tokens=42)
+        stream.push(StreamPiece(text=text, token_ids=[1]))
+        stream.push(StreamPiece(text="", finish_reason="stop", usage=Usage(prompt_tokens=42, completion_tokens=1)))
+        return stream
+
+    monkeypatch.setattr(backend, "submit", submit)
+    return seen
+
+
+RETURNS_Q = "返品は何日以内ですか？"
+
+
+def test_grounded_answer_maps_the_models_citations_and_drops_invalid_ones(gaps_client, monkeypatch):
+    seen = fixed_words(monkeypatch, gaps_client.app, "prod", "商品到着から30日以内であれば返品できます [1] [9]。")
+    token = csrf_of(gaps_client.get("/ui/playground").text)
+    r = _post(gaps_client, "/ui/playground/grounded", {"model": "prod", "index": "handbook", "question": RETURNS_Q}, token)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["status"] == "answered" and out["answer"] == "商品到着から30日以内であれば返品できます [1]。"
+    assert out["invalid_citations"] == [9] and len(seen) == 1 and seen[0].max_tokens == 200  # the UI's default
+    assert out["citations"] == [{"n": 1, "chunk_id": out["passages"][0]["chunk_id"], "source": out["passages"][0]["source"],
+                                 "title": out["passages"][0]["title"]}]  # fmt: skip
+    assert out["usage"]["completion_tokens"] == 1 and out["question"] == RETURNS_Q and out["language"] == "ja"
+
+
+def test_a_model_that_says_not_in_the_documents_is_not_found(gaps_client, monkeypatch):
+    fixed_words(monkeypatch, gaps_client.app, "prod", "資料には記載がありません。")
+    token = csrf_of(gaps_client.get("/ui/playground").text)
+    r = _post(gaps_client, "/ui/playground/grounded", {"model": "prod", "index": "handbook", "question": RETURNS_Q}, token)
+    out = r.json()
+    assert r.status_code == 200 and out["status"] == "not_found" and out["answer"] == "資料に記載がありません。"
+    assert out["citations"] == [] and out["passages"]
+
+
+def test_the_ui_and_grounded_chat_completions_give_the_model_the_same_prompt_and_citations(gaps_client, gaps_home, monkeypatch):
+    """One path: the playground's grounded answer and ``/v1/chat/completions`` with ``retrieval`` retrieve, prompt
+    and cite alike (kogata.serve.grounded)."""
+    seen = fixed_words(monkeypatch, gaps_client.app, "prod", "30日以内です [1]。")
+    token = csrf_of(gaps_client.get("/ui/playground").text)
+    ui = _post(gaps_client, "/ui/playground/grounded", {"model": "prod", "index": "handbook", "question": RETURNS_Q, "k": 3}, token)
+    ui_row, _ = _last_audit_row(gaps_home)
+    api = gaps_client.post("/v1/chat/completions", json={"model": "prod", "messages": [{"role": "user", "content": RETURNS_Q}],
+                                                         "max_tokens": 200, "retrieval": {"index": "handbook", "k": 3}})  # fmt: skip
+    assert ui.status_code == 200 and api.status_code == 200, (ui.text, api.text)
+    api_row, _ = _last_audit_row(gaps_home)
+    assert len(seen) == 2 and seen[0].messages == seen[1].messages and ui_row.input == api_row.input
+    ui_out, api_out = ui.json(), api.json()
+    assert ui_out["citations"] == api_out["citations"] and len(ui_out["citations"]) == 1
+    assert ui_out["passages"] == api_out["retrieval"]["passages"] and ui_out["mode"] == api_out["retrieval"]["mode"] == "bm25"
+    assert ui_out["answer"] == api_out["choices"][0]["message"]["content"] == "30日以内です [1]。"

@@ -24,7 +24,7 @@ from kogata.runtimes.base import GenerateRequest
 from kogata.search.retrieve import MIN_SIMILARITY, Hit, is_weak
 
 NOT_FOUND = {"ja": "資料に記載がありません。", "en": "This is not in the documents."}
-_NOT_FOUND_RE = re.compile(r"資料に(?:は)?(?:記載|情報)が(?:ありません|ない)|not (?:in|covered by|mentioned in) the (?:documents|passages)",
+NOT_FOUND_RE = re.compile(r"資料に(?:は)?(?:記載|情報)が(?:ありません|ない)|not (?:in|covered by|mentioned in) the (?:documents|passages)",
                            re.IGNORECASE)  # fmt: skip
 SYSTEM = {
     "ja": ("あなたは社内資料だけに基づいて答えるアシスタントです。次の規則を守ってください。\n"
@@ -125,7 +125,7 @@ def answer_question(runtime: Any, question: str, hits: list[Hit], *, language: s
     else:
         (raw,) = runtime.generate([answer_request(question, hits, lang, max_tokens=max_tokens, use_chat=False)])
     text, cited, invalid = parse_citations(raw or "", len(hits))
-    if not text or _NOT_FOUND_RE.search(text) and not cited:
+    if not text or NOT_FOUND_RE.search(text) and not cited:
         return Answer(question, lang, NOT_FOUND[lang], "not_found", passages=passages, invalid_citations=invalid, prompt=messages)
     citations = [{"n": n, "chunk_id": hits[n - 1].chunk.chunk_id, "source": hits[n - 1].chunk.source,
                   "title": hits[n - 1].chunk.title} for n in cited]  # fmt: skip

@@ -14,6 +14,10 @@ it with ``extra_body``) is answered from the company's documents:
    chunk id, title), and ``retrieval``: index, mode, the passages offered, invalid markers if any.
 
 The answer text is sent and audited as the model wrote it (the audit row is what the client got).
+
+The steps themselves — :func:`find_passages` (retrieval, language, weak) and :class:`Passages` (the grounded prompt,
+the numbered passages, the citations) — are shared with the web UI's grounded answer
+(:mod:`kogata.serve.ui.pages_playground`), which sends the same prompt through the same chat-completions path.
 """
 
 from __future__ import annotations
@@ -24,6 +28,67 @@ from typing import Any
 from kogata.serve.errors import bad_request
 
 
+# ---- the steps both grounded paths share (chat completions with "retrieval", the UI playground) ----------------
+@dataclass
+class Passages:
+    """What one question retrieved from an index: the index, the mode used, the ranked hits, the answer's
+    language (by the question) and whether retrieval was weak (then the answer is "not in the documents")."""
+
+    index: Any  # search.index.SearchIndex
+    mode: str | None
+    hits: list[Any]
+    language: str
+    weak: bool
+
+    def messages(self, question: str, earlier: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
+        """The grounded prompt: kogata's system rules, ``earlier`` turns, then the numbered passages + the question."""
+        from kogata.search.answer import build_messages
+
+        system, user = build_messages(question, self.hits, self.language)
+        return [system, *(earlier or []), user]
+
+    def numbered(self) -> list[dict[str, Any]]:
+        """Every passage offered to the model, as ``{"n": 1, ...hit}``."""
+        return [{"n": n, **h.to_dict()} for n, h in enumerate(self.hits, 1)]
+
+    def cite(self, text: str) -> tuple[str, list[dict[str, Any]], list[int]]:
+        """(text with invalid markers removed, each valid ``[n]`` mapped to its chunk, invalid numbers); no
+        citations after weak retrieval (the canned answer cites nothing)."""
+        from kogata.search.answer import parse_citations
+
+        cleaned, cited, invalid = parse_citations(text or "", len(self.hits))
+        citations = [{"n": n, "chunk_id": self.hits[n - 1].chunk.chunk_id, "source": self.hits[n - 1].chunk.source,
+                      "title": self.hits[n - 1].chunk.title} for n in cited] if not self.weak else []  # fmt: skip
+        return cleaned, citations, invalid
+
+    def answer(self, question: str, text: str | None) -> Any:
+        """The answer as a :class:`kogata.search.answer.Answer` (what the UI shows; ``text``: the model's words, None
+        when it was not asked): "not in the documents" after weak retrieval, for an empty answer, or when the model
+        itself says so without citing; otherwise the text with its valid citations."""
+        from kogata.search.answer import NOT_FOUND, NOT_FOUND_RE, Answer
+
+        lang, passages = self.language, self.numbered()
+        if self.weak:
+            return Answer(question, lang, NOT_FOUND[lang], "not_found", passages=passages)
+        cleaned, citations, invalid = self.cite(text or "")
+        if not cleaned or NOT_FOUND_RE.search(cleaned) and not citations:
+            return Answer(question, lang, NOT_FOUND[lang], "not_found", passages=passages, invalid_citations=invalid)
+        return Answer(question, lang, cleaned, "answered", citations, passages, invalid)
+
+
+def find_passages(holder: Any, index: str, question: str, k: int, mode: str | None = None) -> Passages:
+    """Rank index ``index``'s chunks for ``question`` as ``/v1/search`` does (:func:`kogata.serve.routes.search.retrieve`:
+    hybrid by default, BM25 without an embedder; APIError 4xx/503 for an unknown index or mode). ``holder`` is the
+    app's :class:`~kogata.serve.routes.search.SearchIndexes`. Runs in a worker thread (it may embed the query)."""
+    from kogata.search.answer import answer_language
+    from kogata.search.retrieve import is_weak
+    from kogata.serve.routes.search import retrieve
+
+    found, used_mode, hits = retrieve(holder, index, question, k, mode)
+    return Passages(found, used_mode, hits, answer_language(question), is_weak(hits))
+
+
+# ---- chat completions with "retrieval" ------------------------------------------------------------------------
 @dataclass
 class Grounding:
     holder: Any  # routes.search.SearchIndexes
@@ -37,9 +102,7 @@ class Grounding:
 
     def prepare(self, g: Any) -> None:
         """Between the input checks and the engine (``Generation.before_submit``; runs in a worker thread)."""
-        from kogata.search.answer import NOT_FOUND, answer_language, build_messages
-        from kogata.search.retrieve import is_weak
-        from kogata.serve.routes.search import retrieve
+        from kogata.search.answer import NOT_FOUND
 
         messages = g.gen.messages or []
         users = [i for i, m in enumerate(messages) if m["role"] == "user"]
@@ -47,27 +110,24 @@ class Grounding:
             raise bad_request("retrieval needs a user message to search for", param="messages")
         last = users[-1]
         question = messages[last]["content"]
-        self.language = answer_language(question)
-        index, self.used_mode, self.hits = retrieve(self.holder, self.index, question, self.k, self.mode)
-        self.weak = is_weak(self.hits)
-        g.ctx.extra["retrieval"] = {"index": index.name, "artifact": index.artifact.id, "chunks": [h.chunk.chunk_id for h in self.hits]}
+        found = find_passages(self.holder, self.index, question, self.k, self.mode)
+        self.hits, self.language, self.used_mode, self.weak = found.hits, found.language, found.mode, found.weak
+        g.ctx.extra["retrieval"] = {"index": found.index.name, "artifact": found.index.artifact.id, "chunks": [h.chunk.chunk_id for h in self.hits]}
         if self.weak:
             g.canned, g.canned_finish = NOT_FOUND[self.language], "stop"
             return
-        system, user = build_messages(question, self.hits, self.language)
-        earlier = [m for i, m in enumerate(messages[:last]) if m["role"] != "system"]
-        g.gen.messages = [system, *earlier, user, *messages[last + 1:]]
+        earlier = [m for m in messages[:last] if m["role"] != "system"]
+        g.gen.messages = [*found.messages(question, earlier), *messages[last + 1:]]
         g.ctx.messages = g.gen.messages
         g.ctx.extra["passages"] = [h.chunk.text for h in self.hits]
 
+    def passages(self) -> Passages:
+        return Passages(None, self.used_mode, self.hits, self.language, self.weak)
+
     def response_fields(self, text: str) -> dict[str, Any]:
         """``citations`` and ``retrieval`` for the response body (or the last stream chunk)."""
-        from kogata.search.answer import parse_citations
-
-        _, cited, invalid = parse_citations(text or "", len(self.hits))
-        citations = [{"n": n, "chunk_id": self.hits[n - 1].chunk.chunk_id, "source": self.hits[n - 1].chunk.source,
-                      "title": self.hits[n - 1].chunk.title} for n in cited] if not self.weak else []
+        found = self.passages()
+        _, citations, invalid = found.cite(text)
         return {"citations": citations,
                 "retrieval": {"index": self.index, "mode": self.used_mode, "weak": self.weak, "language": self.language,
-                              "passages": [{"n": n, **h.to_dict()} for n, h in enumerate(self.hits, 1)],
-                              "invalid_citations": invalid}}
+                              "passages": found.numbered(), "invalid_citations": invalid}}

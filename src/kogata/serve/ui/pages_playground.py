@@ -3,14 +3,15 @@
 exists, a grounded answer with citations (``/ui/playground/grounded``).
 
 Every answer goes through the served API's own path (:func:`kogata.serve.routes.openai.chat_completions`: guard
-checks, audit row, metrics) as ``ui:<user>``. The grounded answer retrieves with the server's open indexes (the
-:class:`~kogata.serve.routes.search.SearchIndexes` that ``/v1/search`` uses) and answers with
-:func:`kogata.search.answer.answer_question`, whose model call is that same served path.
+checks, audit row, metrics) as ``ui:<user>``. The grounded answer takes the steps of grounded chat completions
+(:mod:`kogata.serve.grounded`): :func:`~kogata.serve.grounded.find_passages` ranks the server's open indexes as
+``/v1/search`` does, weak retrieval is "not in the documents" without a model call, otherwise the grounded prompt
+(:meth:`~kogata.serve.grounded.Passages.messages`) goes to that served path and the answer's ``[n]`` are mapped to
+their chunks (:meth:`~kogata.serve.grounded.Passages.answer`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -108,48 +109,33 @@ class GroundedBody(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=2048)
 
 
+ANSWER_MAX_TOKENS = 200  # without max_tokens in the body (kogata.search.answer.answer_question's default)
+
+
 class HeldForReview(Exception):
     """The guard policy held the answer for a reviewer (the API answered 202)."""
 
 
-class ServedChat:
-    """A runtime-shaped ``chat(messages, max_tokens, stop)`` for :func:`answer_question`, run in a worker thread:
-    each call is one non-streamed ``chat_completions`` on the server's event loop (guard, audit, metrics)."""
+async def _served_answer(request: Request, who: Any, model: str, messages: list[dict[str, str]],
+                         max_tokens: int | None) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """(the model's text, usage) for the grounded prompt: one non-streamed ``chat_completions`` (guard, audit, metrics)."""
+    from kogata.serve.routes.openai import chat_completions
+    from kogata.serve.schemas import ChatCompletionRequest
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, request: Request, who: Any, model: str, max_tokens: int | None):
-        self.loop, self.request, self.who, self.model, self.max_tokens = loop, request, who, model, max_tokens
-        self.usage: dict[str, Any] = {}
-
-    def chat(self, messages: list[dict[str, str]], max_tokens: int | None = None, stop: Any = None) -> str:
-        from kogata.serve.routes.openai import chat_completions
-        from kogata.serve.schemas import ChatCompletionRequest
-
-        state = serve_state(self.request)
-        wanted = self.max_tokens or max_tokens
-        req = ChatCompletionRequest(model=self.model, messages=messages, stream=False, **({"max_tokens": wanted} if wanted else {}))
-        future = asyncio.run_coroutine_threadsafe(chat_completions(req, self.request, state=state, who=self.who), self.loop)
-        response = future.result(timeout=state.config.request_timeout_s + 5)
-        body = json.loads(response.body)
-        if response.status_code == 202:
-            raise HeldForReview()
-        self.usage = body.get("usage") or {}
-        return body["choices"][0]["message"]["content"] or ""
-
-
-def _retrieve(request: Request, body: GroundedBody) -> tuple[list[Any], str]:
-    """The index's best ``k`` passages for the question, as ``/v1/search`` ranks them (hybrid, BM25 without an embedder)."""
-    from kogata.serve.routes.search import indexes_of
-
-    index = indexes_of(request, serve_state(request)).get(body.index)
-    mode = "hybrid" if index.embedder_info else "bm25"
-    return index.retriever(need_dense=mode != "bm25").search(body.question, body.k, mode), mode
+    req = ChatCompletionRequest(model=model, messages=messages, stream=False, max_tokens=max_tokens or ANSWER_MAX_TOKENS)
+    response = await chat_completions(req, request, state=serve_state(request), who=who)
+    if response.status_code == 202:
+        raise HeldForReview()
+    body = json.loads(response.body)
+    return body["choices"][0]["message"]["content"] or "", body.get("usage") or {}
 
 
 @router.post("/playground/grounded")
 async def grounded(request: Request, ctx: UIContext = Depends(viewer), _csrf: UIContext = Depends(check_csrf)) -> Response:
     """Search the documents, then answer from the passages found with numbered citations (or "not in the documents")."""
-    from kogata.search.answer import answer_question
     from kogata.serve.errors import APIError
+    from kogata.serve.grounded import find_passages
+    from kogata.serve.routes.search import indexes_of
 
     try:
         body = GroundedBody.model_validate_json(await request.body())
@@ -158,11 +144,12 @@ async def grounded(request: Request, ctx: UIContext = Depends(viewer), _csrf: UI
     if body.index not in {i["name"] for i in document_indexes(request)}:
         return JSONResponse({"error": ctx.t("err_no_index", index=body.index[:64])}, status_code=404)
     started = time.perf_counter()
-    model = ServedChat(asyncio.get_running_loop(), request, _who(ctx), body.model, body.max_tokens)
+    text, usage = None, {}
     try:
-        hits, mode = await run_in_threadpool(_retrieve, request, body)
+        found = await run_in_threadpool(find_passages, indexes_of(request, serve_state(request)), body.index, body.question, body.k)
         searched = time.perf_counter()
-        answer = await run_in_threadpool(answer_question, model, body.question, hits)
+        if not found.weak:  # weak retrieval: "not in the documents", the model is not asked
+            text, usage = await _served_answer(request, _who(ctx), body.model, found.messages(body.question), body.max_tokens)
     except HeldForReview:
         return JSONResponse({"error": ctx.t("chat_held")}, status_code=202)
     except APIError as exc:
@@ -170,7 +157,7 @@ async def grounded(request: Request, ctx: UIContext = Depends(viewer), _csrf: UI
     except KogataError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     done = time.perf_counter()
-    out = answer.to_dict()
-    out.update({"mode": mode, "usage": model.usage, "search_ms": round((searched - started) * 1000, 1),
+    out = found.answer(body.question, text).to_dict()
+    out.update({"mode": found.mode, "usage": usage, "search_ms": round((searched - started) * 1000, 1),
                 "latency_ms": round((done - started) * 1000, 1)})
     return JSONResponse(out)
