@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import httpx
 import pytest
@@ -112,6 +113,25 @@ def test_logprobs_are_log_probabilities(client):
     text = client.completions.create(model="prod", prompt="Hi", max_tokens=4, temperature=0, logprobs=0)
     lp = text.choices[0].logprobs
     assert "".join(lp.tokens) == text.choices[0].text and all(v <= 0 for v in lp.token_logprobs)
+
+
+def test_top_logprobs_list_the_most_likely_tokens(client):
+    done = client.chat.completions.create(model="prod", messages=[{"role": "user", "content": "Hi"}], max_tokens=4,
+                                          temperature=0, logprobs=True, top_logprobs=3)
+    for item in done.choices[0].logprobs.content:
+        alts = item.top_logprobs
+        assert len(alts) == 3 and [a.logprob for a in alts] == sorted((a.logprob for a in alts), reverse=True)
+        assert alts[0].logprob == pytest.approx(item.logprob, abs=1e-5)  # greedy: the chosen token is the most likely
+        assert sum(math.exp(a.logprob) for a in alts) <= 1 + 1e-6
+    streamed = [c.choices[0].logprobs.content[0] for c in client.chat.completions.create(
+        model="prod", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0, logprobs=True,
+        top_logprobs=2, stream=True) if c.choices and c.choices[0].logprobs and c.choices[0].logprobs.content]
+    assert streamed and all(len(i.top_logprobs) == 2 for i in streamed)
+    text = client.completions.create(model="prod", prompt="Hi", max_tokens=3, temperature=0, logprobs=2)
+    assert all(len(d) <= 2 and max(d.values()) <= 0 for d in text.choices[0].logprobs.top_logprobs)
+    with pytest.raises(openai.BadRequestError, match="top_logprobs needs logprobs"):
+        client.chat.completions.create(model="prod", messages=[{"role": "user", "content": "Hi"}], max_tokens=2,
+                                       top_logprobs=2)
 
 
 def test_json_mode_returns_json(client):

@@ -72,6 +72,38 @@ def test_concurrent_greedy_equals_alone(arch, request):
     assert steps_together <= steps_alone / 3, (steps_alone, steps_together)
 
 
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_prompt_cache_reuses_a_shared_prefix_without_changing_results(arch, request):
+    """A request whose prompt starts like the previous one's (a retry, a chat's next turn) reuses the slot's
+    KV cells for the shared prefix; tokens and log-probabilities equal those of an engine without the cache."""
+    art = gguf_artifact(request.getfixturevalue(f"tiny_{arch}_gguf"))
+    first = GenerateRequest(prompt="The refrigerator SK-R450 has", max_tokens=12, logprobs=True, ignore_eos=True)
+    results = {}
+    for cache in (False, True):
+        eng = open_engine(art, parallel=2, ctx=128, threads=1, kv_type="f32", prompt_cache=cache)
+        eng.start()
+        try:
+            a = run(eng.submit(first))
+            again = run(eng.submit(first))  # the same prompt: all but its last token come from the cache
+            reused_again = eng.reused_tokens
+            follow = GenerateRequest(prompt="The refrigerator SK-R450 has" + a["text"] + " and", max_tokens=12,
+                                     logprobs=True, ignore_eos=True)
+            b = run(eng.submit(follow))  # extends the first prompt and its answer, like a chat's next turn
+            other = run(eng.submit(GenerateRequest(prompt="冷蔵庫の保証", max_tokens=12, logprobs=True, ignore_eos=True)))
+            results[cache] = (a, again, b, other, reused_again, eng.reused_tokens, eng.tokenize(first.prompt))
+        finally:
+            eng.close()
+    plain, cached = results[False], results[True]
+    assert plain[5] == 0
+    n_first = len(cached[6])
+    assert cached[4] == n_first - 1  # the repeated prompt recomputed only its last token
+    assert cached[5] > cached[4] + n_first - 1  # the follow-up reused the first prompt and (part of) its answer
+    for x, y in zip(plain[:4], cached[:4], strict=True):
+        assert x["ids"] == y["ids"]
+        for px, py in zip(x["pieces"], y["pieces"]):
+            assert px.logprob == pytest.approx(py.logprob, abs=1e-4)
+
+
 def test_pieces_are_utf8_safe_and_usage_exact(engine):
     m = engine.model
     for p in PROMPTS:

@@ -52,6 +52,7 @@ class GenerateRequest:
     top_k: int = 0  # 0 = no top-k filtering
     seed: int | None = None
     logprobs: bool = False
+    top_logprobs: int = 0  # with logprobs: also the N most likely tokens at each step (gguf engine only)
     json_schema: dict[str, Any] | None = None  # constrain the output to this JSON schema where the runtime can
     ignore_eos: bool = False
 
@@ -68,6 +69,7 @@ class StreamPiece:
     text: str
     token_ids: list[int] = field(default_factory=list)
     logprob: float | None = None  # sum of the natural-log probabilities of ``token_ids`` (when asked)
+    top_logprobs: list[tuple[str, float]] | None = None  # (token text, logprob) of the most likely tokens at the last step
     finish_reason: str | None = None  # "stop" (EOS or a stop string), "length" (max_tokens), "cancelled"
     usage: Usage | None = None  # exact token counts, on the last piece (EOS is not counted)
 

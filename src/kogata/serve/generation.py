@@ -37,7 +37,7 @@ class Outcome:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    pieces: list[tuple[str, float | None]] = field(default_factory=list)  # (text, logprob) when logprobs were asked
+    pieces: list[tuple[str, float | None, Any]] = field(default_factory=list)  # (text, logprob, top) when logprobs were asked
 
 
 def map_engine_error(exc: BaseException, *, param: str) -> APIError:
@@ -193,16 +193,17 @@ class Generation:
         return piece
 
     # ---- reading -----------------------------------------------------------------------------------
-    async def texts(self) -> AsyncIterator[tuple[str, float | None]]:
-        """(text safe to send, logprob of that piece) until the end; then :attr:`outcome` is complete."""
+    async def texts(self) -> AsyncIterator[tuple[str, float | None, Any]]:
+        """(text safe to send, logprob of that piece, its top alternatives) until the end; then :attr:`outcome`
+        is complete."""
         if self._collected:  # replay what collect() gathered (a stream the policy could have held)
-            for text, lp in self._replay():
-                yield text, lp
+            for item in self._replay():
+                yield item
             return
         if self.canned is not None:
             self.outcome.text = self.canned
             self.outcome.finish_reason = self.canned_finish
-            yield self.canned, None
+            yield self.canned, None, None
             return
         piece = self._first
         self._first = None
@@ -214,9 +215,9 @@ class Generation:
                 out = self.guard.feed(piece.text)
                 self.outcome.text += out
                 if self.client_logprobs:
-                    self.outcome.pieces.append((out, piece.logprob))
+                    self.outcome.pieces.append((out, piece.logprob, piece.top_logprobs))
                 if out:
-                    yield out, piece.logprob
+                    yield out, piece.logprob, piece.top_logprobs
             if piece.finish_reason is not None:
                 self.outcome.finish_reason = piece.finish_reason
                 if piece.usage is not None:
@@ -231,7 +232,7 @@ class Generation:
             self.outcome.finish_reason = "content_filter"
         if tail:
             self.outcome.text += tail
-            yield tail, None
+            yield tail, None, None
 
     async def collect(self) -> Outcome:
         async for _ in self.texts():
@@ -243,10 +244,10 @@ class Generation:
         self._collected = True
         return self.outcome
 
-    def _replay(self) -> list[tuple[str, float | None]]:
+    def _replay(self) -> list[tuple[str, float | None, Any]]:
         if self.client_logprobs and self.outcome.pieces:
             return list(self.outcome.pieces)
-        return [(self.outcome.text, None)] if self.outcome.text else []
+        return [(self.outcome.text, None, None)] if self.outcome.text else []
 
     @property
     def may_hold(self) -> bool:

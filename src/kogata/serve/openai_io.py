@@ -2,7 +2,8 @@
 
 Sampling defaults follow OpenAI (``temperature`` 1, ``top_p`` 1); ``max_tokens`` defaults to the server's
 ``max_tokens_default``, shrunk to what the context leaves. ``logprobs`` carry the chosen token's
-log-probability per streamed piece (top alternatives are not computed: ``top_logprobs`` lists are empty).
+log-probability per streamed piece and, when asked (chat ``top_logprobs: N``, completions ``logprobs: N``), the
+N most likely tokens at that step (gguf artifacts; hf artifacts served by the torch runtime give none).
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ def chat_request(body: ChatCompletionRequest, *, n_ctx: int, default_max: int) -
     param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
     mt, is_default = _max_tokens(body.max_completion_tokens or body.max_tokens, n_ctx, default_max, param)
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
+    if body.top_logprobs and not body.logprobs:
+        raise bad_request("top_logprobs needs logprobs: true", param="top_logprobs")
     gen = GenerateRequest(messages=messages, max_tokens=mt, logprobs=bool(body.logprobs),
+                          top_logprobs=body.top_logprobs or 0 if body.logprobs else 0,
                           json_schema=_json_schema(body.response_format), **_sampling(body))
     return gen, is_default
 
@@ -74,7 +78,7 @@ def completion_request(body: CompletionRequest, *, n_ctx: int, default_max: int)
         raise bad_request("suffix (fill-in-the-middle) is not supported", param="suffix")
     mt, is_default = _max_tokens(body.max_tokens, n_ctx, default_max, "max_tokens")
     gen = GenerateRequest(prompt=prompt, max_tokens=mt, logprobs=body.logprobs is not None,
-                          json_schema=_json_schema(body.response_format), **_sampling(body))
+                          top_logprobs=body.logprobs or 0, json_schema=_json_schema(body.response_format), **_sampling(body))
     return gen, is_default
 
 
@@ -83,25 +87,30 @@ def fingerprint(artifact_id: str) -> str:
     return f"kogata-{artifact_id}"
 
 
-def _chat_logprobs(pieces: list[tuple[str, float | None]]) -> dict[str, Any]:
+Piece = tuple[str, float | None, list[tuple[str, float]] | None]  # (text, logprob, top alternatives)
+
+
+def _chat_logprobs(pieces: list[Piece]) -> dict[str, Any]:
     return {"content": [{"token": t, "logprob": lp if lp is not None else 0.0, "bytes": list(t.encode("utf-8")),
-                         "top_logprobs": []} for t, lp in pieces if t]}
+                         "top_logprobs": [{"token": a, "logprob": alp, "bytes": list(a.encode("utf-8"))} for a, alp in top or []]}
+                        for t, lp, top in pieces if t]}
 
 
-def _text_logprobs(pieces: list[tuple[str, float | None]], offset: int = 0) -> dict[str, Any]:
-    tokens, lps, offsets = [], [], []
-    for t, lp in pieces:
+def _text_logprobs(pieces: list[Piece], offset: int = 0) -> dict[str, Any]:
+    tokens, lps, offsets, tops = [], [], [], []
+    for t, lp, top in pieces:
         if not t:
             continue
         tokens.append(t)
         lps.append(lp)
         offsets.append(offset)
         offset += len(t)
-    return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": None, "text_offset": offsets}
+        tops.append(dict(top or []))
+    return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops if any(tops) else None, "text_offset": offsets}
 
 
 def chat_completion(rid: str, alias: str, artifact_id: str, text: str, finish: str | None, usage: dict[str, int],
-                    pieces: list[tuple[str, float | None]] | None) -> dict[str, Any]:
+                    pieces: list[Piece] | None) -> dict[str, Any]:
     return {
         "id": rid, "object": "chat.completion", "created": int(time.time()), "model": alias,
         "system_fingerprint": fingerprint(artifact_id),
@@ -112,7 +121,7 @@ def chat_completion(rid: str, alias: str, artifact_id: str, text: str, finish: s
 
 
 def chat_chunk(rid: str, created: int, alias: str, artifact_id: str, delta: dict[str, Any], finish: str | None = None,
-               logprob: tuple[str, float | None] | None = None) -> dict[str, Any]:
+               logprob: Piece | None = None) -> dict[str, Any]:
     return {
         "id": rid, "object": "chat.completion.chunk", "created": created, "model": alias,
         "system_fingerprint": fingerprint(artifact_id),
@@ -127,7 +136,7 @@ def usage_chunk(rid: str, created: int, alias: str, artifact_id: str, obj: str, 
 
 
 def text_completion(rid: str, alias: str, artifact_id: str, text: str, finish: str | None, usage: dict[str, int],
-                    pieces: list[tuple[str, float | None]] | None, echo_prefix: str = "") -> dict[str, Any]:
+                    pieces: list[Piece] | None, echo_prefix: str = "") -> dict[str, Any]:
     return {
         "id": rid, "object": "text_completion", "created": int(time.time()), "model": alias,
         "system_fingerprint": fingerprint(artifact_id),
@@ -138,7 +147,7 @@ def text_completion(rid: str, alias: str, artifact_id: str, text: str, finish: s
 
 
 def text_chunk(rid: str, created: int, alias: str, artifact_id: str, text: str, finish: str | None = None,
-               logprob: tuple[str, float | None] | None = None) -> dict[str, Any]:
+               logprob: Piece | None = None) -> dict[str, Any]:
     return {
         "id": rid, "object": "text_completion", "created": created, "model": alias,
         "system_fingerprint": fingerprint(artifact_id),

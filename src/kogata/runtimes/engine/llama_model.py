@@ -171,6 +171,11 @@ class LlamaModel:
         """Drop sequence ``seq_id``'s KV cells at positions [p0, p1) (all of them by default)."""
         return bool(self.lc.llama_memory_seq_rm(self.memory, seq_id, p0, p1))
 
+    def seq_pos_min(self, seq_id: int) -> int:
+        """The smallest position sequence ``seq_id`` still holds in the KV cache (-1 when it holds none; above 0
+        when a sliding-window cache has already dropped the start)."""
+        return int(self.lc.llama_memory_seq_pos_min(self.memory, seq_id))
+
     def clear(self) -> None:
         self.lc.llama_memory_clear(self.memory, True)
 

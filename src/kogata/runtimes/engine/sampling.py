@@ -28,6 +28,19 @@ def token_logprob(row: np.ndarray, token: int) -> float:
     return float(x[token] - top - np.log(np.exp(x - top).sum()))
 
 
+def top_alternatives(row: np.ndarray, n: int) -> list[tuple[int, float]]:
+    """The ``n`` most likely token ids of a logits row with their natural-log probabilities, most likely first."""
+    n = max(0, min(n, row.shape[0]))
+    if n == 0:
+        return []
+    x = row.astype(np.float64)
+    top = x.max()
+    log_z = top + np.log(np.exp(x - top).sum())
+    ids = np.argpartition(-x, n - 1)[:n]
+    ids = ids[np.argsort(-x[ids], kind="stable")]
+    return [(int(i), float(x[i] - log_z)) for i in ids]
+
+
 def schema_grammar(schema: dict[str, Any]) -> str:
     """GBNF for a JSON schema (an empty schema or ``{"type": "object"}`` means any JSON object)."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf

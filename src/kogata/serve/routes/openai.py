@@ -158,8 +158,8 @@ async def _chat_events(g: Generation, rid: str, include_usage: bool, grounding: 
     created, alias, art = int(time.time()), g.lease.alias, g.lease.model.id
     yield sse(io.chat_chunk(rid, created, alias, art, {"role": "assistant", "content": ""}))
     try:
-        async for text, lp in g.texts():
-            yield sse(io.chat_chunk(rid, created, alias, art, {"content": text}, logprob=(text, lp) if g.client_logprobs else None))
+        async for text, lp, top in g.texts():
+            yield sse(io.chat_chunk(rid, created, alias, art, {"content": text}, logprob=(text, lp, top) if g.client_logprobs else None))
     except Exception as exc:  # headers are sent: the error goes into the stream, as OpenAI does
         g.finish("timeout" if isinstance(exc, TimeoutError) else "error")
         yield sse(map_engine_error(exc, param=g.param).body())
@@ -175,8 +175,8 @@ async def _chat_events(g: Generation, rid: str, include_usage: bool, grounding: 
 async def _text_events(g: Generation, rid: str, include_usage: bool):
     created, alias, art = int(time.time()), g.lease.alias, g.lease.model.id
     try:
-        async for text, lp in g.texts():
-            yield sse(io.text_chunk(rid, created, alias, art, text, logprob=(text, lp) if g.client_logprobs else None))
+        async for text, lp, top in g.texts():
+            yield sse(io.text_chunk(rid, created, alias, art, text, logprob=(text, lp, top) if g.client_logprobs else None))
     except Exception as exc:  # headers are sent: the error goes into the stream, as OpenAI does
         g.finish("timeout" if isinstance(exc, TimeoutError) else "error")
         yield sse(map_engine_error(exc, param=g.param).body())
