@@ -17,6 +17,13 @@ those rows no longer exist. The artifact is a plain HF folder (``AutoModelForCau
 Keep-lists keep vocabulary tokens whose text (one leading space ignored) is written only in the selected classes
 and is at most ``keep_max_chars`` characters long (default 1: character coverage, so unseen text in those
 scripts is spelled by characters rather than bytes; 0 means any length). Tokens BPE can never produce are skipped.
+
+``heldout_target`` (e.g. 1.01) chooses how many corpus tokens to keep by cross-validation on the corpus itself:
+part of the documents is held out, the kept set grows by frequency on the rest until the held-out bits/byte ratio
+(trimmed vs original, computed on the original model without building the trimmed one) meets the target, and the
+final set takes as many of the whole corpus' most frequent tokens; see :mod:`.crossval`. The step records the
+search in ``metrics.crossval`` and the ratio in ``metrics.heldout_bpb_ratio``. ``kogata optimize`` trims this way
+(``SEARCH_HELDOUT_TARGET``) unless the project's ``search.trim_vocab`` sets ``heldout_target``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+import kogata.methods.trim_vocab.crossval as crossval
 import kogata.methods.trim_vocab.tokenizer as vt
 from kogata.artifacts.artifact import Artifact
 from kogata.core.errors import KogataError
@@ -52,6 +60,9 @@ class TrimVocabConfig:
     drop_unused: bool = True  # drop placeholder tokens named <unusedN> (Gemma has thousands)
     heldout: list[str] = field(default_factory=list)  # text/JSONL files to measure coverage on (not used to choose)
     mass_tokens: int = 256  # corpus tokens on which to measure the probability on dropped ids (0: skip)
+    heldout_target: float | None = None  # held-out bits/byte ratio to meet by cross-validation, e.g. 1.01 (None: keep every corpus token)
+    cv_fraction: float = 0.2  # share of the corpus documents held out for the cross-validation
+    cv_max_tokens: int = 4096  # held-out tokens scored per tried kept set (bounds the time)
 
     def validate(self) -> None:
         vt.check_keep_lists(self.keep)
@@ -61,6 +72,13 @@ class TrimVocabConfig:
             raise KogataError(f"max_vocab must be positive, got {self.max_vocab}", "omit max_vocab for no limit")
         if self.keep_max_chars < 0 or self.mass_tokens < 0:
             raise KogataError("keep_max_chars and mass_tokens cannot be negative", "use 0 for no limit / no measurement")
+        if self.heldout_target is not None and not 1.0 <= self.heldout_target <= 10.0:
+            raise KogataError(f"heldout_target must be a bits/byte ratio between 1.0 and 10, got {self.heldout_target}",
+                              "use e.g. heldout_target=1.01 (held-out text at most 1% worse), or omit it to keep every corpus token")
+        if not 0.0 < self.cv_fraction <= 0.5:
+            raise KogataError(f"cv_fraction must be above 0 and at most 0.5, got {self.cv_fraction}", "use e.g. cv_fraction=0.2 (a fifth of the documents held out)")
+        if self.cv_max_tokens < 64:
+            raise KogataError(f"cv_max_tokens must be at least 64, got {self.cv_max_tokens}", "use e.g. cv_max_tokens=4096")
 
 
 def _check_search_section(section: dict, ctx: SpaceContext) -> None:
@@ -73,11 +91,22 @@ def _check_search_section(section: dict, ctx: SpaceContext) -> None:
         raise KogataError(f"{ctx.where}: search.trim_vocab: {exc.message}", exc.hint) from None
 
 
+SEARCH_HELDOUT_TARGET = 1.01  # what an optimize candidate trims to unless the project says otherwise
+
+
+def _search_values(section: dict, ctx: SpaceContext) -> list[dict]:
+    """One candidate: the section's parameters, cross-validated to ``heldout_target`` 1.01 unless the section sets
+    it (``heldout_target: null`` trims to every corpus token, as without cross-validation)."""
+    return [{"heldout_target": SEARCH_HELDOUT_TARGET, **params_of(section)}] if enabled(section, ctx) else []
+
+
 TRIM_VOCAB_SPACE = SearchSpace(
-    key="trim_vocab", family="trim", effort=2, build_s=90, keep_ratio=lambda v: None,
-    help=f"vocabulary trimming to your data: {{enabled: auto|true|false, keep: [{', '.join(vt.CHAR_CLASSES)}], ...}}",
+    key="trim_vocab", family="trim", effort=2, build_s=180, keep_ratio=lambda v: None,
+    help=(f"vocabulary trimming to your data, kept set chosen by cross-validation: {{enabled: auto|true|false, "
+          f"heldout_target: {SEARCH_HELDOUT_TARGET} (held-out bits/byte ratio; null: keep every corpus token), "
+          f"cv_fraction: 0.2, keep: [{', '.join(vt.CHAR_CLASSES)}], ...}}"),
     default={"enabled": "auto"},
-    values=lambda section, ctx: [params_of(section)] if enabled(section, ctx) else [],
+    values=_search_values,
     steps=lambda params, ctx: [{"method": "trim-vocab", "params": params}],
     label=lambda params: "trim-vocab",
     validate=_check_search_section,
@@ -108,7 +137,18 @@ def trim_vocab(artifact: Artifact, cfg: TrimVocabConfig, ctx: MethodContext) -> 
     backend = tok.backend_tokenizer
     advance = ctx.task("trim-vocab: tokenising the corpus", len(texts))
     counts, head = count_tokens(backend, texts, vocab.size, advance, cfg.mass_tokens)
-    plan = choose_ids(vocab, tok, cfg, counts, rows, model_cfg, read_json(src / "generation_config.json"))
+    gen_cfg = read_json(src / "generation_config.json")
+    cv = None
+    if cfg.heldout_target is not None:
+        cv = crossval.search(vocab, tok, cfg, texts, src,
+                             plan=lambda c, conf: choose_ids(vocab, tok, conf, c, rows, model_cfg, gen_cfg).kept,
+                             count=lambda docs: count_tokens(backend, docs, vocab.size, lambda n=1: None)[0], ctx=ctx)
+        ranked = [(i, c) for i, c in counts.most_common() if c >= cfg.min_count]
+        chosen = counts if cv.counts_top is None else Counter(dict(ranked[: cv.counts_top]))
+        plan = choose_ids(vocab, tok, cv.cfg, chosen, rows, model_cfg, gen_cfg)
+        plan.corpus_counts = counts
+    else:
+        plan = choose_ids(vocab, tok, cfg, counts, rows, model_cfg, gen_cfg)
     ctx.log(f"trim-vocab: keeping {len(plan.kept)} of {rows} tokens")
     with ctx.store.stage() as st:
         new_of = write_trimmed(src, st.dir, vocab, plan.kept, rows, artifact.id)
@@ -123,6 +163,9 @@ def trim_vocab(artifact: Artifact, cfg: TrimVocabConfig, ctx: MethodContext) -> 
         metrics = plan.metrics(vocab, rows)
         metrics.update(corpus_docs=check["docs"], corpus_docs_covered=check["docs_covered"], corpus_token_coverage=check["ids_kept"])
         metrics.update(_param_counts(artifact, st.dir))
+        if cv is not None:
+            metrics["crossval"] = cv.metrics
+            metrics["heldout_bpb_ratio"] = cv.metrics["heldout_bpb_ratio"]
         if held:
             metrics["heldout"] = vt.compare_segmentation(backend, trimmed.backend_tokenizer, plan.kept, held)
         if cfg.mass_tokens:
@@ -136,12 +179,6 @@ def trim_vocab(artifact: Artifact, cfg: TrimVocabConfig, ctx: MethodContext) -> 
             step=step,
             architecture=artifact.architecture,
         )
-
-
-
-
-
-
 
 
 def count_tokens(backend: Any, texts: list[str], size: int, advance: Any, head: int = 0) -> tuple[Counter, list[int]]:
@@ -284,12 +321,6 @@ def _extra_ids(v: vt.BPEVocab, tok: Any, extra: list[str]) -> list[int]:
     return out
 
 
-
-
-
-
-
-
 def _param_counts(artifact: Artifact, folder: Path) -> dict[str, Any]:
     from kogata.artifacts.inspect import count_params
 
@@ -334,11 +365,5 @@ def dropped_mass(model_dir: Path, kept: list[int], ids: list[int]) -> dict[str, 
     return {"dropped_mass_tokens": len(ids), "dropped_mass_mean": round(float(p_drop.mean()), 6),
             "dropped_mass_max": round(float(p_drop.max()), 6),
             "renormalisation_gain_nats": round(float(-torch.log(p_kept).mean()), 6)}
-
-
-
-
-
-
 
 
