@@ -9,8 +9,10 @@
   mode: hybrid                          # bm25 | dense | hybrid; keyword_weight, chunk_size, overlap, tokenizer, min_similarity
   k: 3                                  # passages given to the model
   max_tokens: 96
-  chat: true                            # chat messages (the model's template), or one plain prompt
+  chat: auto                            # auto: chat messages when the model has a chat template, else one plain
+                                        #   completion prompt (base models); true | false force either
   answer_language: auto                 # auto (per question, as `kogata ask`) | ja | en
+  retrieval: search                     # none: the no-retrieval baseline (same questions, model and prompt language)
 ```
 
 The runtime under evaluation is the generator (``runtime_kind = "lm"``); the embedder is the task's, opened for
@@ -30,6 +32,12 @@ bootstrap 95% interval:
 * over every answered question: ``grounded_rate`` — the share whose answer is supported by the passages it was
   given, judged by :func:`kogata.data.grounding.judge` (the very test of the guard's ``grounding`` check).
 
+``retrieval: none`` is the baseline without retrieval (:mod:`kogata.search.closed_book`): no index is built and no
+embedder opened; each question goes to the model with the same rules minus the passages (the model is always
+asked). ``f1``, ``exact_match``, ``answer_contains`` and ``no_answer_acc`` are scored exactly as above;
+``context_recall``, ``citation_accuracy`` and ``grounded_rate`` are reported as not applicable (and a KPI cannot
+name them). Run both tasks on the same questions to see what retrieval adds.
+
 For the efficiency probe, :meth:`RagQATask.prompts` builds the same
 grounded prompts from BM25 passages, so the probe never loads the embedder and measures the generator alone.
 """
@@ -47,6 +55,7 @@ from kogata.eval.data import Record
 from kogata.eval.tasks import N_SAMPLES, Progress, register_task_type
 from kogata.runtimes.base import GenerateRequest
 from kogata.search.answer import answer_language, answer_question, answer_request
+from kogata.search.closed_book import answer_without_passages, closed_book_request, has_chat_template
 from kogata.search.eval_task import DocumentSearchTask, _gold
 from kogata.search.retrieve import Retriever
 from kogata.search.vectors import DEFAULT_EMBEDDER
@@ -63,6 +72,9 @@ for _spec in (
         M.register_metric(_spec)
 _MARKER = re.compile(r"\[\d{1,3}\]")
 LANGUAGES = ("auto", "ja", "en")
+RETRIEVAL = ("search", "none")
+NOT_WITHOUT_PASSAGES = ("context_recall", "citation_accuracy", "grounded_rate")
+NO_PASSAGES = "retrieval: none (no passages given to the model)"
 
 
 def _spaced(text: str) -> str:
@@ -82,7 +94,7 @@ class RagQATask(DocumentSearchTask):
     primary = ("f1", "answer_contains", "citation_accuracy")
     runtime_kind = "lm"
     keys = (*DocumentSearchTask.search_keys, "embedder", "k", "max_tokens", "chat", "answer_language", "query_field",
-            "answer_field", "group_field")  # fmt: skip
+            "answer_field", "group_field", "retrieval")  # fmt: skip
     required = ("data", "docs")
 
     def __init__(self, cfg: dict[str, Any], **kw: Any):
@@ -90,9 +102,13 @@ class RagQATask(DocumentSearchTask):
         self._setup_search()
         self.k = self._int("k", 3, minimum=1)
         self.max_tokens = self._int("max_tokens", 96, minimum=1)
-        self.chat = self.cfg.get("chat", True)
-        if not isinstance(self.chat, bool):
-            raise KogataError(f"{self.where}: chat must be true or false, got {self.chat!r}", "chat: true")
+        self.chat = self.cfg.get("chat", "auto")
+        if not (isinstance(self.chat, bool) or self.chat == "auto"):
+            raise KogataError(f"{self.where}: chat must be true or false, or auto, got {self.chat!r}", "chat: auto")
+        self.retrieval = self._str("retrieval", "search")
+        if self.retrieval not in RETRIEVAL:
+            raise KogataError(f"{self.where}: retrieval must be search or none, got {self.retrieval!r}",
+                              "retrieval: none answers without passages (the baseline)")  # fmt: skip
         self.answer_language = self._str("answer_language", "auto")
         if self.answer_language not in LANGUAGES:
             raise KogataError(f"{self.where}: answer_language must be one of {', '.join(LANGUAGES)}, got {self.answer_language!r}",
@@ -101,7 +117,7 @@ class RagQATask(DocumentSearchTask):
         self.answer_field = self._str("answer_field", "answer")
         self.group_field = self._str("group_field", "group")
         embedder = self._str("embedder", DEFAULT_EMBEDDER)
-        self.embedder_ref: str | None = None if self.mode == "bm25" else embedder
+        self.embedder_ref: str | None = None if self.mode == "bm25" or self.retrieval == "none" else embedder
         if self.embedder_ref is not None:
             self._check_embedder(self.embedder_ref)
         self.answers: list[list[str]] = []
@@ -116,7 +132,13 @@ class RagQATask(DocumentSearchTask):
         return [self.cfg.get("query_field") or "query", self.cfg.get("answer_field") or "answer"]
 
     def produced_metrics(self) -> list[str]:
+        if self.retrieval == "none":
+            return [m for m in self.metrics if m not in NOT_WITHOUT_PASSAGES]
         return list(self.metrics)
+
+    def use_chat(self, runtime: Any) -> bool:
+        """Chat messages or the plain prompt for this runtime (``chat: auto``: chat only with a real template)."""
+        return has_chat_template(runtime) if self.chat == "auto" else bool(self.chat)
 
     # ---------------------------------------------------------------- retrieval
     def _check_embedder(self, ref: str) -> None:
@@ -154,7 +176,10 @@ class RagQATask(DocumentSearchTask):
 
     # ---------------------------------------------------------------- running
     def _run(self, runtime: Any, items: list[tuple[int, Record]], progress: Progress) -> dict[str, Any]:
+        if self.retrieval == "none":
+            return self._run_closed_book(runtime, items, progress)
         questions = [str(r[self.query_field]) for _, r in items]
+        use_chat = self.use_chat(runtime)
         embedder = self._open_embedder()
         try:
             rankings, backend = self._retrieve(questions, embedder)
@@ -173,7 +198,7 @@ class RagQATask(DocumentSearchTask):
             item_id = self.item_id(record, i)
             golds = self.answers[i]
             ans = answer_question(runtime, question, hits, language=self._language(question), max_tokens=self.max_tokens,
-                                  min_similarity=self.min_similarity, use_chat=self.chat)  # fmt: skip
+                                  min_similarity=self.min_similarity, use_chat=use_chat)  # fmt: skip
             status[ans.status] += 1
             status["invalid_citations"] += len(ans.invalid_citations)
             scores = self._score(ans, hits, golds)
@@ -204,11 +229,46 @@ class RagQATask(DocumentSearchTask):
         by_group = {g: {m: sum(v) / len(v) for m, v in ms.items()} | {"n": max(len(v) for v in ms.values())}
                     for g, ms in sorted(groups.items())}  # fmt: skip
         info = {**self.search_info(backend), "mode": self.mode if embedder is not None else "bm25", "k": self.k,
-                "embedder": embedder_info, "chat": self.chat, "max_tokens": self.max_tokens,
-                "answer_language": self.answer_language}  # fmt: skip
+                "embedder": embedder_info, "chat": self.chat, "prompt": "chat" if use_chat else "plain",
+                "max_tokens": self.max_tokens, "answer_language": self.answer_language}  # fmt: skip
         return {"metrics": metrics, "per_item": per_item, "per_item_cited": cited, "per_item_no_answer": no_answer,
                 "per_item_grounded": grounded,
                 "groups": by_group, "answers": status, "retrieval": info, "samples": samples}  # fmt: skip
+
+    def _run_closed_book(self, runtime: Any, items: list[tuple[int, Record]], progress: Progress) -> dict[str, Any]:
+        """``retrieval: none``: every question answered without passages (module docstring)."""
+        use_chat = self.use_chat(runtime)
+        main = ("f1", "exact_match", "answer_contains")
+        per_item: dict[str, list[Any]] = {"id": [], **{m: [] for m in main}}
+        no_answer: dict[str, list[Any]] = {"id": [], "no_answer_acc": []}
+        groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        status = {"answered": 0, "not_found": 0, "invalid_citations": 0}
+        samples = []
+        for done, (i, record) in enumerate(items, 1):
+            item_id, golds, question = self.item_id(record, i), self.answers[i], str(record[self.query_field])
+            ans = answer_without_passages(runtime, question, self._language(question), max_tokens=self.max_tokens, use_chat=use_chat)
+            status[ans.status] += 1
+            status["invalid_citations"] += len(ans.invalid_citations)
+            scores = {m: v for m, v in self._score(ans, [], golds).items() if m in (*main, "no_answer_acc")}
+            target = per_item if golds else no_answer
+            target["id"].append(item_id)
+            for m, v in scores.items():
+                target[m].append(v)
+                groups[str(record.get(self.group_field) or "all")][m].append(v)
+            if len(samples) < N_SAMPLES:
+                samples.append({"id": item_id, "prompt": question, "prediction": ans.text, "target": golds, "score": scores,
+                                "status": ans.status, "cited": []})  # fmt: skip
+            progress(self.name, done, len(items))
+        metrics = {m: self._mean(per_item[m], "no question has a gold answer") for m in main}
+        metrics |= {m: M.not_reported(NO_PASSAGES, 0) for m in NOT_WITHOUT_PASSAGES}
+        metrics["no_answer_acc"] = self._mean(no_answer["no_answer_acc"], "no question without an answer in the data")
+        metrics = {m: metrics[m] for m in self.metrics}
+        by_group = {g: {m: sum(v) / len(v) for m, v in ms.items()} | {"n": max(len(v) for v in ms.values())}
+                    for g, ms in sorted(groups.items())}  # fmt: skip
+        info = {"retrieval": "none", "k": 0, "embedder": None, "chat": self.chat, "prompt": "chat" if use_chat else "plain",
+                "max_tokens": self.max_tokens, "answer_language": self.answer_language}  # fmt: skip
+        return {"metrics": metrics, "per_item": per_item, "per_item_no_answer": no_answer, "groups": by_group, "answers": status,
+                "retrieval": info, "samples": samples}  # fmt: skip
 
     def _mean(self, scores: list[float], reason: str) -> dict[str, Any]:
         return M.mean_with_ci(scores, seed=self.seed) if scores else M.not_reported(reason, 0)
@@ -226,7 +286,7 @@ class RagQATask(DocumentSearchTask):
             "answer_contains": float(answered and any(contains(text, g) for g in golds)),
             "context_recall": float(any(contains(h.chunk.text, g) for h in hits for g in golds)),
         }
-        if answered:
+        if answered and hits:
             cited_text = [hits[c["n"] - 1].chunk.text for c in ans.citations]
             scores["citation_accuracy"] = float(any(contains(t, g) for t in cited_text for g in golds))
         return scores
@@ -235,6 +295,9 @@ class RagQATask(DocumentSearchTask):
         """The first ``n`` grounded prompts, passages from BM25 (the probe times the generator, not the embedder)."""
         items = self.selected(n)
         questions = [str(r[self.query_field]) for _, r in items]
+        use_chat = self.chat is not False  # no runtime here: auto times the chat messages (the runtime renders them)
+        if self.retrieval == "none":
+            return [closed_book_request(q, self._language(q), max_tokens=self.max_tokens, use_chat=use_chat) for q in questions]
         rankings, _ = self._retrieve(questions, None)
-        return [answer_request(q, hits, self._language(q), max_tokens=self.max_tokens, use_chat=self.chat)
+        return [answer_request(q, hits, self._language(q), max_tokens=self.max_tokens, use_chat=use_chat)
                 for q, hits in zip(questions, rankings)]  # fmt: skip
