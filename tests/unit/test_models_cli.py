@@ -132,3 +132,10 @@ def test_load_torch_from_hf_artifact_matches_source(kogata_home, tiny_llama_dir,
     ref = AutoModelForCausalLM.from_pretrained(src)
     ids = tok("冷蔵庫の保証 warranty", return_tensors="pt").input_ids
     assert torch.allclose(model(ids).logits, ref(ids).logits, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, said", [(("store", "list"), "No such command 'store'"),
+                                        (("models", "list", "--bogus"), "No such option: --bogus")])
+def test_usage_errors_are_one_message_and_exit_2_not_a_traceback(kogata_home, capsys, monkeypatch, args, said):
+    code, out, err = run_cli(capsys, monkeypatch, *args)
+    assert code == 2 and said in err and "Traceback" not in err + out

@@ -64,10 +64,12 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
+    except Exception as exc:  # usage errors (unknown command, bad option): click's message, exit 2, no traceback
         import click
 
-        if isinstance(exc, click.ClickException):
+        # typer >= 0.22 raises its vendored click's exceptions, which derive from typer.TyperException, not click's
+        usage = tuple(c for c in (click.ClickException, getattr(typer, "TyperException", None)) if c is not None)
+        if isinstance(exc, usage) and hasattr(exc, "show"):
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(getattr(exc, "exit_code", 2))
         raise
