@@ -15,7 +15,8 @@
     python benchmarks/serve.py --gguf tiny.gguf --quick                 # a few seconds: a smoke run
     python benchmarks/serve.py --artifact NAME --guard examples/policy-support-desk.yaml --repeat 5
 
-Medians over ``--repeat`` runs with min/max spread; threads, versions and the machine are in the JSON written to
+The three servers of 1 and 3 run at the same time and are measured side by side: each repeat runs every client
+count on each of them in turn, the order rotating. Medians over ``--repeat`` runs with min/max spread; threads, versions and the machine are in the JSON written to
 ``--out``. Run it on a quiet machine: two threads collapse when another process takes a core.
 """
 
@@ -326,6 +327,8 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="a smoke run: 1 repeat, 1/4 clients, 20 requests")
     p.add_argument("--guard", metavar="POLICY", help="only measure throughput with this guard policy + audit on ÷ off")
     p.add_argument("--guard-clients", type=int, default=8)
+    p.add_argument("--flash-attn", action="store_true", help="serve with `kogata serve --flash-attn` (llama-server's "
+                   "default `-fa auto` turns it on where supported)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     if args.quick:
@@ -349,56 +352,105 @@ def main() -> None:
         if args.out:
             args.out.write_text(text + "\n", encoding="utf-8")
         return
-    srv = kogata_server(home, ref, args.threads, args.parallel if not args.load else 16, args.ctx)
-    try:
-        result["gateway_rss_mb"] = rss_mb(srv.proc.pid)
-        if args.load:
+    result["flash_attn"] = args.flash_attn
+    if args.load:
+        srv = kogata_server(home, ref, args.threads, 16, args.ctx, extra=["--flash-attn"] if args.flash_attn else None)
+        try:
+            result["gateway_rss_mb"] = rss_mb(srv.proc.pid)
             result["load"] = asyncio.run(load(srv.url, 16, args.duration, args.tokens, srv.proc.pid))
-        else:
-            served = [asyncio.run(single_stream_decode(srv.url, args.tokens)) for _ in range(args.repeat)]
-            http_1 = one_token_latencies(srv.url, args.requests)
-            result["kogata_serve"] = {"single_stream_decode_tok_s": spread(served),
-                                      "concurrency": {c: [asyncio.run(concurrent(srv.url, c, args.tokens)) for _ in range(args.repeat)]
-                                                      for c in clients}}
-            result["gateway_rss_mb_after"] = rss_mb(srv.proc.pid)
-    finally:
-        srv.stop()
+        finally:
+            srv.stop()
+    else:
+        compare(result, home, ref, gguf, clients, args)
+    text = json.dumps(result, indent=2, default=str)
+    print(text)
     if not args.load:
-        raw = [child("--_raw", str(gguf), str(args.threads), str(args.tokens), str(args.ctx)) for _ in range(args.repeat)]
-        direct = child("--_engine", str(gguf), str(args.threads), str(args.ctx), str(args.requests))
-        result["raw_llama_cpp"] = {"single_stream_decode_tok_s": spread(raw)}
-        result["single_stream_ratio"] = spread([s / r for s, r in zip(sorted(served), sorted(raw))])
-        over = [h - d for h, d in zip(sorted(http_1), sorted(direct))]
-        result["gateway_overhead_ms"] = {"p50": 1000 * pct(over, 0.5), "p99": 1000 * pct(over, 0.99),
-                                         "http_p50": 1000 * pct(http_1, 0.5), "engine_p50": 1000 * pct(direct, 0.5)}
+        print("\n" + summary(result))
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+
+
+def compare(result: dict, home: Path, ref: str, gguf: Path, clients: list[int], args: argparse.Namespace) -> None:
+    """kogata serve, llama-server and llama_cpp.server, all three started at once and measured side by side:
+    every repeat runs each client count on each server in turn (the order rotates), so a slow spell of the
+    machine hits all three alike. Idle servers wait in poll/sleep, not spinning."""
+    servers: dict[str, Server] = {}
+    try:
+        servers["kogata_serve"] = kogata_server(home, ref, args.threads, args.parallel, args.ctx,
+                                                extra=["--flash-attn"] if args.flash_attn else None)
+        http_1 = one_token_latencies(servers["kogata_serve"].url, args.requests)  # alone: the others not started yet
         native = llama_server(gguf, args.threads, args.ctx, args.parallel)
         if native is None:
             result["llama_server"] = "skipped: make llama-tools"
         else:
-            try:
-                single = [asyncio.run(single_stream_decode(native.url, args.tokens)) for _ in range(args.repeat)]
-                result["llama_server"] = {"single_stream_decode_tok_s": spread(single),
-                                          "concurrency": {c: [asyncio.run(concurrent(native.url, c, args.tokens))
-                                                              for _ in range(args.repeat)] for c in clients}}
-            finally:
-                native.stop()
-            ours = result["kogata_serve"]["concurrency"]
-            result["kogata_vs_llama_server"] = {
-                c: statistics.median(x["aggregate_tok_s"] for x in ours[c]) / statistics.median(y["aggregate_tok_s"] for y in runs)
-                for c, runs in result["llama_server"]["concurrency"].items() if all("aggregate_tok_s" in y for y in runs)}
+            servers["llama_server"] = native
         other = llama_cpp_server(gguf, args.threads, args.ctx)
         if other is None:
             result["llama_cpp_server"] = "skipped: pip install 'llama-cpp-python[server]'"
         else:
-            try:
-                result["llama_cpp_server"] = {"concurrency": {c: [asyncio.run(concurrent(other.url, c, args.tokens))
-                                                                  for _ in range(args.repeat)] for c in clients}}
-            finally:
-                other.stop()
-    text = json.dumps(result, indent=2, default=str)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+            servers["llama_cpp_server"] = other
+        ours = servers["kogata_serve"]
+        result["gateway_rss_mb"] = rss_mb(ours.proc.pid)
+        names = list(servers)
+        single: dict[str, list[float]] = {n: [] for n in names}
+        conc: dict[str, dict[int, list[dict]]] = {n: {c: [] for c in clients} for n in names}
+        for r in range(args.repeat):
+            order = names[r % len(names):] + names[: r % len(names)]
+            for n in order:
+                single[n].append(asyncio.run(single_stream_decode(servers[n].url, args.tokens)))
+            for c in clients:
+                for n in order:
+                    conc[n][c].append(asyncio.run(concurrent(servers[n].url, c, args.tokens)))
+            print(f"round {r + 1}/{args.repeat} done", file=sys.stderr, flush=True)
+        result["gateway_rss_mb_after"] = rss_mb(ours.proc.pid)
+        for n in names:
+            result[n] = {"single_stream_decode_tok_s": spread(single[n]), "concurrency": conc[n]}
+    finally:
+        for srv in servers.values():
+            srv.stop()
+    served = single["kogata_serve"]
+    raw = [child("--_raw", str(gguf), str(args.threads), str(args.tokens), str(args.ctx)) for _ in range(args.repeat)]
+    direct = child("--_engine", str(gguf), str(args.threads), str(args.ctx), str(args.requests))
+    result["raw_llama_cpp"] = {"single_stream_decode_tok_s": spread(raw)}
+    result["single_stream_ratio"] = spread([s / r for s, r in zip(sorted(served), sorted(raw))])
+    over = [h - d for h, d in zip(sorted(http_1), sorted(direct))]
+    result["gateway_overhead_ms"] = {"p50": 1000 * pct(over, 0.5), "p99": 1000 * pct(over, 0.99),
+                                     "http_p50": 1000 * pct(http_1, 0.5), "engine_p50": 1000 * pct(direct, 0.5)}
+    for key in ("llama_server", "llama_cpp_server"):
+        if isinstance(result.get(key), dict):
+            result[f"kogata_vs_{key}"] = {
+                c: statistics.median(x["aggregate_tok_s"] for x in conc["kogata_serve"][c])
+                / statistics.median(y["aggregate_tok_s"] for y in conc[key][c]) for c in clients}
+
+
+def summary(result: dict) -> str:
+    """A markdown table: aggregate tok/s median [min–max] and TTFT p95 per client count for each server."""
+    def cell(runs: list[dict]) -> str:
+        tok = [x["aggregate_tok_s"] for x in runs if "aggregate_tok_s" in x]
+        if not tok:
+            return "–"
+        ttft = statistics.median(x["ttft_p95_s"] for x in runs if "ttft_p95_s" in x)
+        errors = sum(x.get("errors", 0) for x in runs)
+        return (f"{statistics.median(tok):.1f} [{min(tok):.1f}–{max(tok):.1f}], TTFT p95 {ttft:.2f} s"
+                + (f", {errors} errors" if errors else ""))
+
+    servers = [(n, result[k]) for n, k in (("kogata serve", "kogata_serve"), ("llama-server", "llama_server"),
+                                           ("llama_cpp.server", "llama_cpp_server")) if isinstance(result.get(k), dict)]
+    lines = [f"threads {result['threads']}, {result['tokens']} tokens/request, parallel {result['parallel']}, "
+             f"flash_attn {result.get('flash_attn', False)}, {Path(result['gguf']).name}",
+             "", "| clients | " + " | ".join(n for n, _ in servers) + " | kogata ÷ llama-server | kogata ÷ llama_cpp.server |",
+             "|---|" + "---|" * (len(servers) + 2)]
+    for c in result["kogata_serve"]["concurrency"]:
+        row = [cell(s["concurrency"].get(c, [])) for _, s in servers]
+
+        ratios = [result.get(f"kogata_vs_{k}", {}).get(c) for k in ("llama_server", "llama_cpp_server")]
+        lines.append(f"| {c} | " + " | ".join(row) + " | " + " | ".join("–" if x is None else f"{x:.2f}×" for x in ratios) + " |")
+    single = result["single_stream_ratio"]
+    over = result["gateway_overhead_ms"]
+    lines += ["", f"single stream ÷ raw llama-cpp-python: {single['median']:.2f}× [{single['min']:.2f}–{single['max']:.2f}]; "
+              f"gateway overhead on a 1-token request: p50 {over['p50']:.2f} ms, p99 {over['p99']:.2f} ms; "
+              f"gateway RSS {result['gateway_rss_mb']:.0f} MiB ({result.get('gateway_rss_mb_after', 0):.0f} after)"]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -320,3 +320,29 @@ def test_serial_engine_for_hf_artifacts(tiny_llama_dir):
         assert eng.stats() == {"running": 0, "waiting": 0, "parallel": 1}
     finally:
         eng.close()
+
+
+def test_flash_attention_is_an_option_of_the_served_and_the_evaluated_engine(tiny_llama_gguf):
+    """``kogata serve --flash-attn`` and ``kogata eval --runtime llamacpp-engine --flash-attn`` build the same
+    engine; flash attention changes only float rounding, not what is scored or generated greedily."""
+    from kogata.serve.config import ServeConfig
+    from kogata.serve.models import default_engine_factory
+
+    art = gguf_artifact(tiny_llama_gguf)
+    for on in (True, False):
+        served = default_engine_factory(art, ServeConfig(flash_attn=on, parallel=2, ctx=256))
+        try:
+            assert served.info()["flash_attn"] is on
+        finally:
+            served.close()
+    plain, fa = open_runtime("llamacpp-engine", art), open_runtime("llamacpp-engine", art, flash_attn=True)
+    try:
+        assert fa.engine.info()["flash_attn"] is True and plain.engine.info()["flash_attn"] is False
+        reqs = [LoglikelihoodRequest("Question: warranty?\nAnswer:", " one year"), LoglikelihoodRequest("冷蔵庫の", "保証期間")]
+        for a, b in zip(plain.loglikelihood(reqs), fa.loglikelihood(reqs), strict=True):
+            assert b.logprob == pytest.approx(a.logprob, abs=1e-2) and a.n_tokens == b.n_tokens
+        gen = [GenerateRequest(prompt=p, max_tokens=10) for p in PROMPTS]
+        assert fa.generate(gen) == plain.generate(gen)
+    finally:
+        plain.close()
+        fa.close()

@@ -128,6 +128,8 @@ def eval_command(
     dtype: str = typer.Option(None, "--dtype", help="torch runtime weights: float32, bfloat16, or int8 (dynamic int8 Linear layers over float32)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for results.json, report.html and summary.md (replaced when the run succeeds)."),
     fail_on_kpi: bool = typer.Option(False, "--fail-on-kpi", help="Exit with code 1 when any entry fails a KPI."),
+    flash_attn: bool = typer.Option(False, "--flash-attn", help="llamacpp-engine runtime: llama.cpp flash attention on, "
+                                    "the build `kogata serve --flash-attn` serves."),
 ) -> None:
     """Evaluate artifacts on a suite: quality, speed, memory, cost and KPI verdict, with an HTML report."""
     import os
@@ -151,6 +153,11 @@ def eval_command(
     if dtype is not None and "torch" not in runtimes:
         raise KogataError("--dtype applies to the torch runtime, which is not selected", "add torch to --runtime or drop --dtype")
     options = {"torch": ({"dtype": "float32", "int8": True} if dtype == "int8" else {"dtype": dtype})} if dtype else {}
+    if flash_attn:
+        if "llamacpp-engine" not in runtimes:
+            raise KogataError("--flash-attn applies to the llamacpp-engine runtime, which is not selected",
+                              "add --runtime llamacpp-engine (the serving engine) or drop --flash-attn")
+        options["llamacpp-engine"] = {"flash_attn": True}
     arts = _resolve_artifacts(artifacts)
     import kogata.report as report
 

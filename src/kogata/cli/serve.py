@@ -56,6 +56,8 @@ def serve(
     threads: int = typer.Option(None, "--threads", "-t", help="CPU threads for the engine (default: all cores)."),
     parallel: int = typer.Option(None, "--parallel", help="Sequences decoded together (default 4)."),
     ctx: int = typer.Option(None, "--ctx", help="Context per sequence in tokens (default 4096, at most the model's)."),
+    flash_attn: bool = typer.Option(None, "--flash-attn/--no-flash-attn", help="llama.cpp flash attention in the GGUF "
+                                    "engine (default off: the build `kogata eval` scores; on is faster with many clients)."),
     max_waiting: int = typer.Option(None, "--max-waiting", help="Requests queued beyond --parallel before 429s (default 64)."),
     timeout: float = typer.Option(None, "--timeout", help="Per-request timeout in seconds (default 600)."),
     require_keys: bool = typer.Option(None, "--require-keys/--no-require-keys", help="Require API keys on loopback too."),
@@ -77,7 +79,7 @@ def serve(
 
     cfg = build_config(
         artifacts=[artifact] if artifact else None, aliases=alias or None, from_optimize=from_out, config_file=config,
-        overrides={"host": host, "port": port, "threads": threads, "parallel": parallel, "ctx": ctx,
+        overrides={"host": host, "port": port, "threads": threads, "parallel": parallel, "ctx": ctx, "flash_attn": flash_attn,
                    "max_waiting": max_waiting, "request_timeout_s": timeout, "require_keys": require_keys,
                    "ray": ray, "replicas": replicas, "policy": str(policy) if policy else None, "audit": audit},
     )

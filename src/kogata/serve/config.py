@@ -14,6 +14,7 @@ port: 8000
 threads: 2
 parallel: 4
 ctx: 4096
+flash_attn: false           # true: faster with several clients; score with `kogata eval --runtime llamacpp-engine --flash-attn` to match
 ```
 
 ``from: OPTIMIZE_OUT`` (flag ``--from``) serves the recommendation of a ``kogata optimize`` output folder.
@@ -70,6 +71,7 @@ class ServeConfig(BaseModel):
     threads: int | None = Field(default=None, ge=1)
     parallel: int = Field(default=4, ge=1, le=256)
     ctx: int = Field(default=4096, ge=64)
+    flash_attn: bool = False  # GGUF engine: llama.cpp flash attention (faster batches; eval with flash_attn=true to match)
     max_waiting: int = Field(default=64, ge=0)  # requests queued beyond `parallel`; more → 429
     queue_timeout_s: float = Field(default=30.0, gt=0)  # a request waiting longer for a slot → 429
     request_timeout_s: float = Field(default=600.0, gt=0)  # whole request; then cancelled → 504

@@ -28,8 +28,9 @@ EngineFactory = Callable[[Any, ServeConfig], Any]  # (artifact, config) -> Engin
 def default_engine_factory(artifact: Any, config: ServeConfig) -> Any:
     from kogata.runtimes.engine import open_engine
 
+    options = {"flash_attn": True} if config.flash_attn and getattr(artifact, "format", None) == "gguf" else {}
     return open_engine(artifact, parallel=config.parallel, ctx=config.ctx, threads=config.threads,
-                       max_waiting=config.max_waiting)
+                       max_waiting=config.max_waiting, **options)
 
 
 class EmbedderBackend:

@@ -39,13 +39,14 @@ class EngineRuntime(ScoringRuntime):
     name = "llamacpp-engine"
     kind = "lm"
     formats = ("gguf",)
-    options = ("n_ctx", "n_batch", "kv_type", "parallel")
+    options = ("n_ctx", "n_batch", "kv_type", "parallel", "flash_attn")
 
-    def __init__(self, artifact: Any, *, n_ctx: int | None = None, n_batch: int = 512, kv_type: str = "f16", parallel: int = 4):
+    def __init__(self, artifact: Any, *, n_ctx: int | None = None, n_batch: int = 512, kv_type: str = "f16", parallel: int = 4,
+                 flash_attn: bool = False):
         if n_ctx is not None and n_ctx < 16:
             raise KogataError(f"llamacpp-engine runtime: n_ctx={n_ctx} is too small", "use n_ctx=512 or more")
         self.engine = BatchedLlamaEngine(artifact, parallel=parallel, ctx=n_ctx or DEFAULT_MAX_LENGTH, n_batch=n_batch,
-                                         kv_type=kv_type, scoring=True)
+                                         kv_type=kv_type, flash_attn=bool(flash_attn), scoring=True)
         self.engine.start()
         self.lock = threading.Lock()
         self.artifact_id = getattr(artifact, "id", str(self.engine.path))
