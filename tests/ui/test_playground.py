@@ -149,6 +149,15 @@ def test_the_ui_and_grounded_chat_completions_give_the_model_the_same_prompt_and
     """One path: the playground's grounded answer and ``/v1/chat/completions`` with ``retrieval`` retrieve, prompt
     and cite alike (kogata.serve.grounded)."""
     seen = fixed_words(monkeypatch, gaps_client.app, "prod", "30日以内です [1]。")
+    from kogata.serve.generation import Generation
+
+    checked, collect = [], Generation.collect
+
+    async def recording(self):  # the passages the output checks (the guard's grounding check) get
+        checked.append(list(self.ctx.extra.get("passages") or []))
+        return await collect(self)
+
+    monkeypatch.setattr(Generation, "collect", recording)
     token = csrf_of(gaps_client.get("/ui/playground").text)
     ui = _post(gaps_client, "/ui/playground/grounded", {"model": "prod", "index": "handbook", "question": RETURNS_Q, "k": 3}, token)
     ui_row, _ = _last_audit_row(gaps_home)
@@ -158,6 +167,7 @@ def test_the_ui_and_grounded_chat_completions_give_the_model_the_same_prompt_and
     api_row, _ = _last_audit_row(gaps_home)
     assert len(seen) == 2 and seen[0].messages == seen[1].messages and ui_row.input == api_row.input
     ui_out, api_out = ui.json(), api.json()
+    assert len(checked) == 2 and checked[0] == checked[1] == [p["text"] for p in ui_out["passages"]] and checked[0]
     assert ui_out["citations"] == api_out["citations"] and len(ui_out["citations"]) == 1
     assert ui_out["passages"] == api_out["retrieval"]["passages"] and ui_out["mode"] == api_out["retrieval"]["mode"] == "bm25"
     assert ui_out["answer"] == api_out["choices"][0]["message"]["content"] == "30日以内です [1]。"

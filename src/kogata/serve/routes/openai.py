@@ -111,6 +111,9 @@ async def _run(request: Request, state: ServeState, who: Principal, body: Any, e
                          artifact_id=lease.model.id, messages=gen.messages, prompt=gen.prompt, json_schema=gen.json_schema)
     g = Generation(state, lease, who, ctx, gen, param="messages" if gen.messages is not None else "prompt",
                    default_max=default_max)
+    ui_passages = getattr(request.state, "grounded_passages", None)  # the web UI's grounded answer (server-side only)
+    if ui_passages:
+        ctx.extra["passages"] = list(ui_passages)  # the output checks (grounding) see what the model saw
     grounding = None
     if getattr(body, "retrieval", None) is not None:
         from kogata.serve.grounded import Grounding

@@ -117,10 +117,13 @@ class HeldForReview(Exception):
 
 
 async def _served_answer(request: Request, who: Any, model: str, messages: list[dict[str, str]],
-                         max_tokens: int | None) -> tuple[str, dict[str, Any]]:  # fmt: skip
-    """(the model's text, usage) for the grounded prompt: one non-streamed ``chat_completions`` (guard, audit, metrics)."""
+                         max_tokens: int | None, passages: list[str]) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """(the model's text, usage) for the grounded prompt: one non-streamed ``chat_completions`` (guard, audit, metrics);
+    ``passages`` go to the output checks as with chat-completions retrieval (``request.state``, never client input)."""
     from kogata.serve.routes.openai import chat_completions
     from kogata.serve.schemas import ChatCompletionRequest
+
+    request.state.grounded_passages = passages
 
     req = ChatCompletionRequest(model=model, messages=messages, stream=False, max_tokens=max_tokens or ANSWER_MAX_TOKENS)
     response = await chat_completions(req, request, state=serve_state(request), who=who)
@@ -149,7 +152,8 @@ async def grounded(request: Request, ctx: UIContext = Depends(viewer), _csrf: UI
         found = await run_in_threadpool(find_passages, indexes_of(request, serve_state(request)), body.index, body.question, body.k)
         searched = time.perf_counter()
         if not found.weak:  # weak retrieval: "not in the documents", the model is not asked
-            text, usage = await _served_answer(request, _who(ctx), body.model, found.messages(body.question), body.max_tokens)
+            text, usage = await _served_answer(request, _who(ctx), body.model, found.messages(body.question), body.max_tokens,
+                                               [h.chunk.text for h in found.hits])
     except HeldForReview:
         return JSONResponse({"error": ctx.t("chat_held")}, status_code=202)
     except APIError as exc:
