@@ -78,7 +78,7 @@ def measure_one(path: str, what: str, args: argparse.Namespace) -> dict[str, Any
     if what == "speed":
         table.PROMPT = args.prompt  # the speed child reads its prompt from the module
         out = table.measure_one(path, "speed", args.threads, args)
-        out["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out["peak_rss_kib"] = peak_rss_kib()
         return out
     texts = json.loads(Path(args.texts).read_text(encoding="utf-8"))
     rt = open_runtime("llamacpp", path, kv_type="f32")
@@ -89,6 +89,15 @@ def measure_one(path: str, what: str, args: argparse.Namespace) -> dict[str, Any
                      "bytes": sum(len(d.encode("utf-8")) for d in docs)}
     rt.close()
     return out
+
+
+def peak_rss_kib() -> int:
+    """This process's own peak RSS (VmHWM). Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries the parent's
+    high-water mark across fork + exec into it, so every child would report the (large) benchmark process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def run_child(path: Path, what: str, args: argparse.Namespace, texts: Path | None = None) -> dict[str, Any]:

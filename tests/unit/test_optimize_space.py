@@ -74,7 +74,7 @@ def test_declarations_check_their_sections_at_load(tmp_path):
     torch = load_project(_write(tmp_path, search, runtime="torch", data=True))
     cands = generate(torch)
     assert [c.label for c in cands] == ["baseline (float)", "int8-dynamic", "trim-vocab + int8-dynamic"]
-    assert cands[0].steps == [] and cands[2].steps == [{"method": "trim-vocab", "params": {"heldout_target": 1.01, "keep": ["hiragana"]}},
+    assert cands[0].steps == [] and cands[2].steps == [{"method": "trim-vocab", "params": {"heldout_target": 1.0, "keep": ["hiragana"]}},
                                                        {"method": "quantize", "params": {"type": "int8-dynamic"}}]
     assert cands[2].keep_ratio is None  # trimmed size is unknown until built
 
