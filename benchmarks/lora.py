@@ -177,7 +177,10 @@ def main() -> None:
                          "without which glibc keeps freed activation memory and both peaks grow (LoRA the most, relatively)")
     ap.add_argument("--items", type=int, default=16, help="held-out FAQ items to score (40 = all)")
     ap.add_argument("--max-new-tokens", type=int, default=12, help="the held-out answers are 1-14 tokens")
-    ap.add_argument("--quants", default="Q8_0,Q4_K_M,Q4_0", help="GGUF types to quantize the merged model to")
+    ap.add_argument("--quants", default="Q8_0,Q4_K_M,Q4_0",
+                    help="GGUF types to quantize the merged model to; TYPE+imatrix calibrates on the suite's training "
+                         "texts (docs, FAQ, tickets — not the held-out FAQ), +keep adds token_embd Q8_0, attn_v Q8_0 and "
+                         "ffn_down Q6_K overrides, e.g. Q4_K_M+imatrix+keep")
     ap.add_argument("--skip-full", action="store_true", help="skip the full fine-tune (no RSS ratio)")
     ap.add_argument("--home", type=Path, help="store for the benchmark's artifacts (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary store")
@@ -230,7 +233,7 @@ def main() -> None:
         ctx = MethodContext(store=store, seed=0, log=lambda m: print(m, file=sys.stderr))
         merged = apply_method(adapter, "merge", {}, ctx)
         f32 = apply_method(merged, "export-gguf", {"out_type": "f32"}, ctx)
-        quants = {q: apply_method(f32, "quantize", {"type": q}, ctx) for q in args.quants.split(",") if q}
+        quants = {q: apply_method(f32, "quantize", quant_params(q, home), ctx) for q in args.quants.split(",") if q}
         phases["merge+export+quantize"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -242,6 +245,24 @@ def main() -> None:
         if not args.keep and not args.home:
             shutil.rmtree(home, ignore_errors=True)
     report(args, lora, full, scores, sizes, phases, time.perf_counter() - t0, home if (args.keep or args.home) else None)
+
+
+def quant_params(spec: str, home: Path) -> dict:
+    """``Q4_K_M``, ``Q4_K_M+imatrix``, ``Q4_K_M+imatrix+keep`` → the quantize method's parameters."""
+    qtype, *flags = spec.split("+")
+    unknown = set(flags) - {"imatrix", "keep"}
+    if unknown:
+        raise SystemExit(f"--quants {spec!r}: unknown flag {sorted(unknown)[0]!r} (use TYPE, TYPE+imatrix, TYPE+imatrix+keep)")
+    params: dict = {"type": qtype}
+    if "imatrix" in flags:
+        calib = home / "calibration-en"
+        calib.mkdir(exist_ok=True)
+        for name in ("docs_train.txt", "faq_train.jsonl", "tickets_train.jsonl"):
+            shutil.copyfile(SUITE / name, calib / name)
+        params["calibration"] = str(calib)
+    if "keep" in flags:
+        params.update(token_embedding_type="Q8_0", tensor_types={"attn_v": "Q8_0", "ffn_down": "Q6_K"})
+    return params
 
 
 def report(args, lora, full, scores, sizes, phases, total_s, kept) -> None:
