@@ -104,3 +104,35 @@ def test_ask_cites_retrieved_passages_with_a_real_model(home, tmp_path, capsys, 
     assert all(1 <= c["n"] <= len(ans["passages"]) for c in ans["citations"])
     code, out, err = run_cli(capsys, monkeypatch, "ask", "kb", "社員食堂の営業時間は？", "--model", "tiny", "--min-similarity", "0.99")
     assert code == 0 and "資料に記載がありません" in out
+
+
+def test_ask_names_the_passage_that_supports_an_answer_the_model_did_not_cite(home, tmp_path, capsys, monkeypatch):
+    """A base model (no chat template) gets the plain prompt, and when it answers without [n] the command names
+    the passages that alone support the answer (grounding check), not an invented citation."""
+    import kogata.cli.search as cli_search
+
+    class Base:  # stands in for a base model's runtime: no chat template, answers by copying the passage
+        has_chat_template = False
+        prompts: list = []
+
+        def generate(self, requests):
+            self.prompts.extend(r.prompt for r in requests)
+            return ["未使用の商品は、到着後30日以内であれば返品できます。"]
+
+        def chat(self, messages, **kw):
+            raise AssertionError("a model without a chat template gets the plain prompt")
+
+        def close(self):
+            pass
+
+    docs = write_docs(tmp_path / "docs")
+    assert run_cli(capsys, monkeypatch, "index", "build", str(docs), "--name", "kb")[0] == 0
+    monkeypatch.setattr(cli_search, "_lm_runtime", lambda store, model, runtime: Base())
+    code, out, err = run_cli(capsys, monkeypatch, "ask", "kb", "未使用の商品は何日以内なら返品できますか？", "--model", "x", "--json")
+    assert code == 0, err
+    ans = json.loads(out)
+    assert ans["citations"] == [] and Base.prompts and "[1]" in Base.prompts[0]
+    supported = ans["grounding"]["supported_by"]
+    assert [s["source"] for s in supported] == ["policies/returns.md"]
+    code, out, err = run_cli(capsys, monkeypatch, "ask", "kb", "未使用の商品は何日以内なら返品できますか？", "--model", "x")
+    assert "supported by [" in out and "policies/returns.md" in out and "the model cited no passage" in err

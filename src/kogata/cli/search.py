@@ -234,6 +234,7 @@ def ask_cmd(
     from kogata.guard.checks.grounding import GroundingCheck
     from kogata.guard.verdict import GuardContext
     from kogata.search.answer import answer_question
+    from kogata.search.closed_book import has_chat_template
     from kogata.search.index import SearchIndex
     from kogata.search.retrieve import MIN_SIMILARITY
 
@@ -245,15 +246,22 @@ def ask_cmd(
         index.close()
     lm = _lm_runtime(store, model, runtime)
     try:
-        ans = answer_question(lm, question, hits, max_tokens=max_tokens,
+        ans = answer_question(lm, question, hits, max_tokens=max_tokens, use_chat=has_chat_template(lm),  # base models: plain prompt
                               min_similarity=MIN_SIMILARITY if min_similarity is None else min_similarity)  # fmt: skip
     finally:
         lm.close()
     grounding = None
+    supported_by: list[dict] = []  # without [n] from the model: the passages that alone support the answer
     if ans.status == "answered":
         cited = [p["text"] for p in ans.passages if any(c["n"] == p["n"] for c in ans.citations)] or [p["text"] for p in ans.passages]
         res = GroundingCheck().evaluate(ans.text, GuardContext(question=question, passages=cited), "flag")
         grounding = {"grounded": not res.fired, "support": res.score}
+        if not ans.citations:
+            for p in ans.passages:
+                alone = GroundingCheck().evaluate(ans.text, GuardContext(question=question, passages=[p["text"]]), "flag")
+                if not alone.fired:
+                    supported_by.append({"n": p["n"], "chunk_id": p["chunk_id"], "source": p["source"], "title": p["title"]})
+        grounding["supported_by"] = supported_by
     if as_json:
         typer.echo(json.dumps({**ans.to_dict(), "grounding": grounding}, ensure_ascii=False, indent=1))
         return
@@ -263,6 +271,10 @@ def ask_cmd(
     if ans.invalid_citations:
         err_console.print(f"[yellow]note:[/] removed citations to passages that were not retrieved: {ans.invalid_citations}", highlight=False)
     if ans.status == "answered" and not ans.citations:
-        err_console.print("[yellow]warning:[/] the answer cites no passage", highlight=False)
+        for c in supported_by:
+            console.print(f"  supported by [{c['n']}] {c['source']} — {c['title']} [dim]({c['chunk_id']})[/]", highlight=False)
+        err_console.print("[yellow]warning:[/] the model cited no passage" + (
+            "; the grounding check found the passage(s) above that support the answer on their own" if supported_by else ""),
+            highlight=False)
     if grounding is not None and not grounding["grounded"]:
         err_console.print("[yellow]warning:[/] some facts in the answer are not in the cited passages (grounding check)", highlight=False)
