@@ -5,12 +5,9 @@ One background thread owns the ``llama_context`` (``n_seq_max = parallel``). Eac
 1. ends cancelled sequences (their KV cells are dropped with ``llama_memory_seq_rm`` at once) and expires
    requests that waited past their queue timeout;
 2. admits waiting requests into free sequence slots — continuous batching: a request joins between two decode
-   steps, it does not wait for the others to finish. Prompt cache (``prompt_cache=True``, the default with
-   per-sequence KV): a finished request's KV cells stay in its slot; a new request takes the free slot whose
-   cached tokens share the longest prefix with its prompt (else the lowest free id) and only the rest of its
-   prompt is computed — a shared system prompt, a chat's earlier turns, a retried request. Kept cells were
-   computed in a different batch than a fresh run would use, so logits can differ in the last float digits
-   (the test checks greedy text equal and logprobs within 1e-4);
+   steps, it does not wait for the others to finish. With the prompt cache (``prompt_cache=True``, the
+   default with per-sequence KV; :mod:`~kogata.runtimes.engine.prompt_cache`) a request takes the free slot
+   whose kept KV cells share the longest prefix with its prompt, and computes only the rest;
 3. fills one ``llama_batch``: for every slot in id order, either its one new token (a sequence that is
    generating) or the next chunk of its prompt (a sequence still reading its prompt; prompt chunks share
    what is left of ``n_batch`` after the generating sequences' tokens), asking for logits only where a token
@@ -29,7 +26,7 @@ request that is not admitted in time ends by raising :class:`EngineBusy` from it
 
 KV cache layout: by default each sequence has its own ``n_ctx`` cells (``kv_unified=False``, as ``llama-server
 -np N``); llama.cpp then splits a batch into one ubatch per run of *consecutive* sequence ids, so slots are
-handed out lowest id first to keep running sequences contiguous (a gap left by a finished request costs an
+handed out lowest id first (unless the prompt cache finds one sharing a prefix) to keep running sequences contiguous (a gap left by a finished request costs an
 extra ubatch until a new request fills it). ``kv_unified=True`` shares one pool of ``parallel * n_ctx`` cells:
 always one ubatch, but every token attends over all cells in use. On the tiny test model (attention-bound)
 the unified layout decoded faster; which wins on a real model is for ``benchmarks/engine_batching.py
@@ -59,6 +56,7 @@ from kogata.runtimes.base import GenerateRequest, StreamPiece, Usage
 from kogata.runtimes.engine.errors import ContextOverflow, EngineBusy, EngineClosed
 from kogata.runtimes.engine.llama_model import LlamaModel
 from kogata.runtimes.engine.prompt import PromptBuilder
+from kogata.runtimes.engine.prompt_cache import PromptCache
 from kogata.runtimes.engine.sampling import SequenceSampler, top_alternatives
 from kogata.runtimes.engine.stream import EngineStream
 from kogata.runtimes.streaming import StreamAssembler, check_request
@@ -81,7 +79,6 @@ class _Sequence:
     stable: str = ""
     output_index: int = -1
     history: list[int] = field(default_factory=list)  # the tokens at KV positions 0..fed-1 (prompt, then fed samples)
-    reused: int = 0  # prompt tokens whose KV cells were kept from the slot's previous request
 
     @property
     def reading_prompt(self) -> bool:
@@ -113,9 +110,7 @@ class BatchedLlamaEngine:
         self.kv_unified = kv_unified
         self.flash_attn = flash_attn
         self.scoring = scoring
-        self.prompt_cache = prompt_cache and not kv_unified  # a shared cell pool needs its cells back at once
-        self._cached: dict[int, list[int]] = {}  # free slot → the tokens its KV cells still hold
-        self.reused_tokens = 0  # prompt tokens not recomputed thanks to the prompt cache (for tests and stats)
+        self._cache = PromptCache(prompt_cache and not kv_unified)  # a shared cell pool needs its cells back at once
         self.model: LlamaModel | None = None
         self.prompts: PromptBuilder | None = None
         self._cond = threading.Condition(threading.RLock())
@@ -328,40 +323,14 @@ class BatchedLlamaEngine:
         free = [s for s in range(self.parallel) if s not in self._running]
         while self._waiting and free:
             seq = self._waiting.popleft()
-            seq.slot = self._pick_slot(free, seq.prompt)
+            seq.slot, shared = self._cache.pick(free, seq.prompt)
             free.remove(seq.slot)
-            self._reuse_prefix(seq)
+            seq.fed = self._cache.claim(self.model, seq.slot, shared, len(seq.prompt))
+            seq.history = list(seq.prompt)
             seq.text = StreamAssembler(seq.stop, prompt_tokens=len(seq.prompt))
             seq.decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
             seq.stream.started_at = time.monotonic()
             self._running[seq.slot] = seq
-
-    def _pick_slot(self, free: list[int], prompt: list[int]) -> int:
-        """The free slot whose cached tokens share the longest prefix with ``prompt`` (lowest id on a tie, and
-        when nothing is shared) — what ``llama-server`` does with ``cache_prompt``."""
-        best, best_len = free[0], 0
-        if self.prompt_cache:
-            for slot in free:
-                n = _common_prefix(self._cached.get(slot, ()), prompt)
-                if n > best_len:
-                    best, best_len = slot, n
-        return best
-
-    def _reuse_prefix(self, seq: _Sequence) -> None:
-        """Keep the slot's KV cells for the shared prompt prefix and drop the rest. At least the last prompt
-        token is always recomputed (its logits choose the first new token). A model whose cache cannot drop a
-        tail (sliding-window layers that already forgot the start) starts from an empty slot."""
-        cached = self._cached.pop(seq.slot, None)
-        seq.history = list(seq.prompt)
-        if not cached:
-            return
-        m = self.model
-        keep = min(_common_prefix(cached, seq.prompt), len(seq.prompt) - 1)
-        if keep > 0 and m.seq_pos_min(seq.slot) == 0 and m.seq_rm(seq.slot, keep, -1):
-            seq.fed = seq.reused = keep
-            self.reused_tokens += keep
-        else:
-            m.seq_rm(seq.slot)
 
     def _step(self) -> None:
         m = self.model
@@ -430,11 +399,17 @@ class BatchedLlamaEngine:
     def _release(self, seq: _Sequence) -> None:
         if self._running.get(seq.slot) is seq:
             del self._running[seq.slot]
-            if self.prompt_cache and seq.fed > 0:
-                self._cached[seq.slot] = seq.history[:seq.fed]  # kept for the next request that shares a prefix
-            else:
-                self.model.seq_rm(seq.slot)
+            self._cache.release(self.model, seq.slot, seq.history[:seq.fed])
         seq.sampler.close()
+
+    @property
+    def prompt_cache(self) -> bool:
+        return self._cache.enabled
+
+    @property
+    def reused_tokens(self) -> int:
+        """Prompt tokens not recomputed thanks to the prompt cache (for tests and stats)."""
+        return self._cache.reused_tokens
 
     def info(self) -> dict[str, Any]:
         return {
@@ -448,14 +423,7 @@ class BatchedLlamaEngine:
             "kv_type": self.kv_type,
             "kv_unified": self.kv_unified,
             "flash_attn": self.flash_attn,
-            "prompt_cache": self.prompt_cache,
+            "prompt_cache": self._cache.enabled,
             "load_s": round(self.load_s, 3),
         }
 
-
-def _common_prefix(a: Any, b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
