@@ -233,7 +233,7 @@ def ask_cmd(
     """Answer QUESTION from the documents of index NAME, citing passages as [1], [2] (never from the model's memory)."""
     from kogata.guard.checks.grounding import GroundingCheck
     from kogata.guard.verdict import GuardContext
-    from kogata.search.answer import answer_question
+    from kogata.search.answer import answer_question, citations_of
     from kogata.search.closed_book import has_chat_template
     from kogata.search.index import SearchIndex
     from kogata.search.retrieve import MIN_SIMILARITY
@@ -257,10 +257,9 @@ def ask_cmd(
         res = GroundingCheck().evaluate(ans.text, GuardContext(question=question, passages=cited), "flag")
         grounding = {"grounded": not res.fired, "support": res.score}
         if not ans.citations:
-            for p in ans.passages:
-                alone = GroundingCheck().evaluate(ans.text, GuardContext(question=question, passages=[p["text"]]), "flag")
-                if not alone.fired:
-                    supported_by.append({"n": p["n"], "chunk_id": p["chunk_id"], "source": p["source"], "title": p["title"]})
+            alone = [p["n"] for p in ans.passages
+                     if not GroundingCheck().evaluate(ans.text, GuardContext(question=question, passages=[p["text"]]), "flag").fired]
+            supported_by = citations_of(hits, alone)
         grounding["supported_by"] = supported_by
     if as_json:
         typer.echo(json.dumps({**ans.to_dict(), "grounding": grounding}, ensure_ascii=False, indent=1))

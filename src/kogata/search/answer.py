@@ -112,21 +112,36 @@ def parse_citations(text: str, n_passages: int) -> tuple[str, list[int], list[in
     return cleaned, cited, invalid
 
 
+def numbered(hits: list[Hit]) -> list[dict[str, Any]]:
+    """Every passage given to the model, as ``{"n": 1, ...hit}``."""
+    return [{"n": n, **h.to_dict()} for n, h in enumerate(hits, 1)]
+
+
+def citations_of(hits: list[Hit], numbers: list[int]) -> list[dict[str, Any]]:
+    """``{n, chunk_id, source, title}`` of passage ``n`` (1-based) of ``hits``, for each of ``numbers``."""
+    return [{"n": n, "chunk_id": hits[n - 1].chunk.chunk_id, "source": hits[n - 1].chunk.source,
+             "title": hits[n - 1].chunk.title} for n in numbers]  # fmt: skip
+
+
+def answer_from_text(question: str, lang: str, raw: str | None, hits: list[Hit],
+                     prompt: list[dict[str, str]] | None = None) -> Answer:  # fmt: skip
+    """The model's words ``raw`` as an :class:`Answer`: invalid ``[n]`` removed; "not in the documents" for an empty
+    answer or one that says so without citing; otherwise the text with its citations."""
+    text, cited, invalid = parse_citations(raw or "", len(hits))
+    if not text or NOT_FOUND_RE.search(text) and not cited:
+        return Answer(question, lang, NOT_FOUND[lang], "not_found", passages=numbered(hits), invalid_citations=invalid, prompt=prompt)
+    return Answer(question, lang, text, "answered", citations_of(hits, cited), numbered(hits), invalid, prompt)
+
+
 def answer_question(runtime: Any, question: str, hits: list[Hit], *, language: str | None = None, max_tokens: int = 200,
                     min_similarity: float = MIN_SIMILARITY, use_chat: bool = True) -> Answer:  # fmt: skip
     """Answer ``question`` from ``hits`` with ``runtime`` (see the module docstring)."""
     lang = language or answer_language(question)
-    passages = [{"n": n, **h.to_dict()} for n, h in enumerate(hits, 1)]
     if is_weak(hits, min_similarity):
-        return Answer(question, lang, NOT_FOUND[lang], "not_found", passages=passages)
+        return Answer(question, lang, NOT_FOUND[lang], "not_found", passages=numbered(hits))
     messages = build_messages(question, hits, lang)
     if use_chat:  # runtimes render the model's chat template, or a plain transcript for base models
         raw = runtime.chat(messages, max_tokens=max_tokens, stop=None)
     else:
         (raw,) = runtime.generate([answer_request(question, hits, lang, max_tokens=max_tokens, use_chat=False)])
-    text, cited, invalid = parse_citations(raw or "", len(hits))
-    if not text or NOT_FOUND_RE.search(text) and not cited:
-        return Answer(question, lang, NOT_FOUND[lang], "not_found", passages=passages, invalid_citations=invalid, prompt=messages)
-    citations = [{"n": n, "chunk_id": hits[n - 1].chunk.chunk_id, "source": hits[n - 1].chunk.source,
-                  "title": hits[n - 1].chunk.title} for n in cited]  # fmt: skip
-    return Answer(question, lang, text, "answered", citations, passages, invalid, messages)
+    return answer_from_text(question, lang, raw, hits, messages)

@@ -49,31 +49,27 @@ class Passages:
 
     def numbered(self) -> list[dict[str, Any]]:
         """Every passage offered to the model, as ``{"n": 1, ...hit}``."""
-        return [{"n": n, **h.to_dict()} for n, h in enumerate(self.hits, 1)]
+        from kogata.search.answer import numbered
+
+        return numbered(self.hits)
 
     def cite(self, text: str) -> tuple[str, list[dict[str, Any]], list[int]]:
         """(text with invalid markers removed, each valid ``[n]`` mapped to its chunk, invalid numbers); no
         citations after weak retrieval (the canned answer cites nothing)."""
-        from kogata.search.answer import parse_citations
+        from kogata.search.answer import citations_of, parse_citations
 
         cleaned, cited, invalid = parse_citations(text or "", len(self.hits))
-        citations = [{"n": n, "chunk_id": self.hits[n - 1].chunk.chunk_id, "source": self.hits[n - 1].chunk.source,
-                      "title": self.hits[n - 1].chunk.title} for n in cited] if not self.weak else []  # fmt: skip
-        return cleaned, citations, invalid
+        return cleaned, citations_of(self.hits, cited) if not self.weak else [], invalid
 
     def answer(self, question: str, text: str | None) -> Any:
         """The answer as a :class:`kogata.search.answer.Answer` (what the UI shows; ``text``: the model's words, None
-        when it was not asked): "not in the documents" after weak retrieval, for an empty answer, or when the model
-        itself says so without citing; otherwise the text with its valid citations."""
-        from kogata.search.answer import NOT_FOUND, NOT_FOUND_RE, Answer
+        when it was not asked): "not in the documents" after weak retrieval, otherwise
+        :func:`kogata.search.answer.answer_from_text` (the rule of ``kogata ask``)."""
+        from kogata.search.answer import NOT_FOUND, Answer, answer_from_text
 
-        lang, passages = self.language, self.numbered()
         if self.weak:
-            return Answer(question, lang, NOT_FOUND[lang], "not_found", passages=passages)
-        cleaned, citations, invalid = self.cite(text or "")
-        if not cleaned or NOT_FOUND_RE.search(cleaned) and not citations:
-            return Answer(question, lang, NOT_FOUND[lang], "not_found", passages=passages, invalid_citations=invalid)
-        return Answer(question, lang, cleaned, "answered", citations, passages, invalid)
+            return Answer(question, self.language, NOT_FOUND[self.language], "not_found", passages=self.numbered())
+        return answer_from_text(question, self.language, text, self.hits)
 
 
 def find_passages(holder: Any, index: str, question: str, k: int, mode: str | None = None) -> Passages:
@@ -95,10 +91,7 @@ class Grounding:
     index: str
     k: int
     mode: str | None
-    hits: list[Any] = field(default_factory=list)
-    language: str = "en"
-    used_mode: str | None = None
-    weak: bool = False
+    found: Passages = field(default_factory=lambda: Passages(None, None, [], "en", False))  # set by prepare()
 
     def prepare(self, g: Any) -> None:
         """Between the input checks and the engine (``Generation.before_submit``; runs in a worker thread)."""
@@ -110,24 +103,20 @@ class Grounding:
             raise bad_request("retrieval needs a user message to search for", param="messages")
         last = users[-1]
         question = messages[last]["content"]
-        found = find_passages(self.holder, self.index, question, self.k, self.mode)
-        self.hits, self.language, self.used_mode, self.weak = found.hits, found.language, found.mode, found.weak
-        g.ctx.extra["retrieval"] = {"index": found.index.name, "artifact": found.index.artifact.id, "chunks": [h.chunk.chunk_id for h in self.hits]}
-        if self.weak:
-            g.canned, g.canned_finish = NOT_FOUND[self.language], "stop"
+        found = self.found = find_passages(self.holder, self.index, question, self.k, self.mode)
+        g.ctx.extra["retrieval"] = {"index": found.index.name, "artifact": found.index.artifact.id, "chunks": [h.chunk.chunk_id for h in found.hits]}
+        if found.weak:
+            g.canned, g.canned_finish = NOT_FOUND[found.language], "stop"
             return
         earlier = [m for m in messages[:last] if m["role"] != "system"]
         g.gen.messages = [*found.messages(question, earlier), *messages[last + 1:]]
         g.ctx.messages = g.gen.messages
-        g.ctx.extra["passages"] = [h.chunk.text for h in self.hits]
-
-    def passages(self) -> Passages:
-        return Passages(None, self.used_mode, self.hits, self.language, self.weak)
+        g.ctx.extra["passages"] = [h.chunk.text for h in found.hits]
 
     def response_fields(self, text: str) -> dict[str, Any]:
         """``citations`` and ``retrieval`` for the response body (or the last stream chunk)."""
-        found = self.passages()
+        found = self.found
         _, citations, invalid = found.cite(text)
         return {"citations": citations,
-                "retrieval": {"index": self.index, "mode": self.used_mode, "weak": self.weak, "language": self.language,
+                "retrieval": {"index": self.index, "mode": found.mode, "weak": found.weak, "language": found.language,
                               "passages": found.numbered(), "invalid_citations": invalid}}
