@@ -69,6 +69,12 @@ def _gold(value: Any) -> list[str]:
     raise TypeError(value)
 
 
+def group_means(groups: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    """Per query group: each metric's mean over the group's items, and ``n`` (its largest item count)."""
+    return {g: {m: sum(v) / len(v) for m, v in ms.items()} | {"n": max(len(v) for v in ms.values())}
+            for g, ms in sorted(groups.items())}  # fmt: skip
+
+
 class DocumentSearchTask(Task):
     """Shared by the document-search task types: the documents, how they are chunked, tokenised and ranked, and
     the in-memory index of them (built once per embedder, vectors through the cache under ``$KOGATA_HOME``)."""
@@ -200,8 +206,7 @@ class RetrievalTask(DocumentSearchTask):
                    for m in main}  # fmt: skip
         metrics["no_answer_acc"] = (M.mean_with_ci(no_answer["no_answer_acc"], seed=self.seed) if no_answer["id"]
                                     else M.not_reported("no query without an answer in the data", 0))  # fmt: skip
-        by_group = {g: {m: sum(v) / len(v) for m, v in ms.items()} | {"n": max(len(v) for v in ms.values())}
-                    for g, ms in sorted(groups.items())}  # fmt: skip
+        by_group = group_means(groups)
         info = {**self.search_info(retriever.backend), "level": self.level}
         return {"metrics": metrics, "per_item": per_item, "per_item_no_answer": no_answer, "groups": by_group,
                 "retrieval": info, "samples": samples}  # fmt: skip

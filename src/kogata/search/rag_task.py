@@ -56,7 +56,7 @@ from kogata.eval.tasks import N_SAMPLES, Progress, register_task_type
 from kogata.runtimes.base import GenerateRequest
 from kogata.search.answer import answer_language, answer_question, answer_request
 from kogata.search.closed_book import answer_without_passages, closed_book_request, has_chat_template
-from kogata.search.eval_task import DocumentSearchTask, _gold
+from kogata.search.eval_task import DocumentSearchTask, _gold, group_means
 from kogata.search.retrieve import Retriever
 from kogata.search.vectors import DEFAULT_EMBEDDER
 
@@ -226,8 +226,7 @@ class RagQATask(DocumentSearchTask):
         metrics["citation_accuracy"] = self._mean(cited["citation_accuracy"], "the model answered no question that has a gold answer")
         metrics["grounded_rate"] = self._mean(grounded["grounded_rate"], "the model answered no question")
         metrics["no_answer_acc"] = self._mean(no_answer["no_answer_acc"], "no question without an answer in the data")
-        by_group = {g: {m: sum(v) / len(v) for m, v in ms.items()} | {"n": max(len(v) for v in ms.values())}
-                    for g, ms in sorted(groups.items())}  # fmt: skip
+        by_group = group_means(groups)
         info = {**self.search_info(backend), "mode": self.mode if embedder is not None else "bm25", "k": self.k,
                 "embedder": embedder_info, "chat": self.chat, "prompt": "chat" if use_chat else "plain",
                 "max_tokens": self.max_tokens, "answer_language": self.answer_language}  # fmt: skip
@@ -263,8 +262,7 @@ class RagQATask(DocumentSearchTask):
         metrics |= {m: M.not_reported(NO_PASSAGES, 0) for m in NOT_WITHOUT_PASSAGES}
         metrics["no_answer_acc"] = self._mean(no_answer["no_answer_acc"], "no question without an answer in the data")
         metrics = {m: metrics[m] for m in self.metrics}
-        by_group = {g: {m: sum(v) / len(v) for m, v in ms.items()} | {"n": max(len(v) for v in ms.values())}
-                    for g, ms in sorted(groups.items())}  # fmt: skip
+        by_group = group_means(groups)
         info = {"retrieval": "none", "k": 0, "embedder": None, "chat": self.chat, "prompt": "chat" if use_chat else "plain",
                 "max_tokens": self.max_tokens, "answer_language": self.answer_language}  # fmt: skip
         return {"metrics": metrics, "per_item": per_item, "per_item_no_answer": no_answer, "groups": by_group, "answers": status,
