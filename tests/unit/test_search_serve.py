@@ -37,7 +37,8 @@ def test_search_returns_ranked_chunks_with_sources(served):
     assert body["object"] == "search.results" and body["mode"] == "hybrid" and body["index_version"] == 1
     assert body["data"][0]["source"] == "policies/returns.md" and len(body["data"]) == 3
     assert [h["rank"] for h in body["data"]] == [1, 2, 3]
-    assert body["data"][0]["similarity"] > 0.5 and isinstance(body["weak"], bool)
+    # centred cosine (kogata.search.space): well above the index's "not in the documents" bar of 0.20
+    assert body["data"][0]["similarity"] > 0.3 and body["weak"] is False
     assert r.headers["x-kogata-artifact"] == body["artifact"]
     r = client.post("/v1/search", json={"index": "kb", "query": "AP-210", "k": 1, "mode": "bm25"})
     assert r.json()["data"][0]["source"] == "manuals/ap-210.md" and r.json()["data"][0]["similarity"] is None

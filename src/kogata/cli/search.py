@@ -226,7 +226,9 @@ def ask_cmd(
     runtime: str = typer.Option(None, "--runtime", help="Runtime for the model (default: llamacpp for GGUF, torch for HF)."),
     k: int = typer.Option(4, "-k", help="How many passages the model reads."),
     mode: str = typer.Option(None, "--mode", help="Retrieval: hybrid (default), bm25 or dense."),
-    min_similarity: float = typer.Option(None, "--min-similarity", help="Best cosine below which the answer is 'not in the documents' (default 0.80)."),
+    min_similarity: float = typer.Option(None, "--min-similarity",
+                                         help="Best cosine below which the answer is 'not in the documents' "
+                                              "(default: the index's, 0.20 for centred cosines, 0.80 for older indexes)."),  # fmt: skip
     max_tokens: int = typer.Option(200, "--max-tokens", help="Longest answer in tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print the answer, its citations and passages as JSON."),
 ) -> None:
@@ -236,18 +238,19 @@ def ask_cmd(
     from kogata.search.answer import answer_question, citations_of
     from kogata.search.closed_book import has_chat_template
     from kogata.search.index import SearchIndex
-    from kogata.search.retrieve import MIN_SIMILARITY
+    from kogata.search.space import default_min_similarity
 
     store = _store()
     index = SearchIndex.open(store, name)
     try:
         hits = index.retriever(need_dense=(mode or "hybrid") != "bm25").search(question, k, mode)
+        bar = default_min_similarity(index.space) if min_similarity is None else min_similarity
     finally:
         index.close()
     lm = _lm_runtime(store, model, runtime)
     try:
         ans = answer_question(lm, question, hits, max_tokens=max_tokens, use_chat=has_chat_template(lm),  # base models: plain prompt
-                              min_similarity=MIN_SIMILARITY if min_similarity is None else min_similarity)  # fmt: skip
+                              min_similarity=bar)  # fmt: skip
     finally:
         lm.close()
     grounding = None

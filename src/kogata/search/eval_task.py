@@ -11,7 +11,7 @@
   overlap: 80
   tokenizer: sudachi           # or bigram
   level: document              # document (gold = document paths / ids) or chunk (gold = chunk ids)
-  min_similarity: 0.8          # below this best cosine a query counts as "no answer" (no_answer_acc)
+  min_similarity: 0.2          # below this best (centred) cosine a query counts as "no answer" (no_answer_acc)
 ```
 
 The runtime under evaluation is the embedder (``runtime_kind = "embedder"``: run it with ``--runtime e5`` or
@@ -40,7 +40,7 @@ from kogata.eval.data import Record
 from kogata.eval.tasks import N_SAMPLES, Progress, Task, register_task_type
 from kogata.runtimes.base import GenerateRequest
 from kogata.search.chunk import ChunkerSettings
-from kogata.search.index import memory_index
+from kogata.search.index import MemoryIndex, memory_index
 from kogata.search.metrics import mrr_at, ndcg_at, recall_at
 from kogata.search.retrieve import KEYWORD_WEIGHT, MIN_SIMILARITY, Retriever, check_mode, is_weak
 from kogata.search.tokenize import TOKENIZERS
@@ -92,12 +92,13 @@ class DocumentSearchTask(Task):
                 raise KogataError(f"{self.where}: docs path {d} does not exist", "paths are relative to the suite file")
         self.mode = check_mode(self._str("mode", "hybrid"))
         self.keyword_weight = self._float("keyword_weight", KEYWORD_WEIGHT)
-        self.min_similarity = self._float("min_similarity", MIN_SIMILARITY)
+        # None: the index's own bar (kogata.search.space: 0.20 for centred cosines)
+        self.min_similarity = self._float("min_similarity", MIN_SIMILARITY) if "min_similarity" in self.cfg else None
         self.chunker = ChunkerSettings(self._int("chunk_size", 400, minimum=50), self._int("overlap", 80))
         self.tokenizer = self._str("tokenizer", "sudachi")
         if self.tokenizer not in TOKENIZERS:
             raise KogataError(f"{self.where}: tokenizer {self.tokenizer!r} is unknown", f"use one of: {', '.join(TOKENIZERS)}")
-        self._indexes: dict[str, tuple[Any, Any]] = {}
+        self._indexes: dict[str, MemoryIndex] = {}
 
     def _float(self, key: str, default: float) -> float:
         value = self.cfg.get(key, default)
@@ -105,18 +106,28 @@ class DocumentSearchTask(Task):
             raise KogataError(f"{self.where}: {key} must be a number, got {value!r}", f"e.g. {key}: {default}")
         return float(value)
 
-    def index(self, embedder: Any) -> tuple[Any, Any]:
-        """``(backend, ingest)``: the task's documents chunked and indexed in memory, with ``embedder``'s vectors
-        (None: BM25 only). Built once per embedder artifact."""
+    def index(self, embedder: Any) -> MemoryIndex:
+        """``(backend, ingest, space)``: the task's documents chunked and indexed in memory, with ``embedder``'s
+        vectors (None: BM25 only). Built once per embedder artifact."""
         key = str(getattr(embedder, "artifact_id", id(embedder))) if embedder is not None else "bm25"
         if key not in self._indexes:
             self._indexes[key] = memory_index(self.docs, embedder=embedder, chunker=self.chunker, tokenizer=self.tokenizer,
                                               cache_home=settings.kogata_home())  # fmt: skip
         return self._indexes[key]
 
-    def search_info(self, backend: Any) -> dict[str, Any]:
+    def new_retriever(self, embedder: Any) -> Retriever:
+        """A retriever over :meth:`index` for ``embedder`` (None: BM25 only), in the index's dense space."""
+        index = self.index(embedder)
+        return Retriever(index.backend, self.tokenizer, embedder, keyword_weight=self.keyword_weight, space=index.space)
+
+    def bar(self, retriever: Retriever) -> float:
+        """The "not in the documents" similarity bar: the task's ``min_similarity``, else the index's default."""
+        return retriever.min_similarity if self.min_similarity is None else self.min_similarity
+
+    def search_info(self, retriever: Retriever) -> dict[str, Any]:
         return {"mode": self.mode, "keyword_weight": self.keyword_weight, "chunker": self.chunker.to_dict(),
-                "tokenizer": self.tokenizer, "chunks": len(backend), "min_similarity": self.min_similarity}  # fmt: skip
+                "tokenizer": self.tokenizer, "chunks": len(retriever.backend), "min_similarity": self.bar(retriever),
+                "dense_space": "centred" if retriever.space is not None else "raw"}  # fmt: skip
 
 
 @register_task_type("retrieval")
@@ -154,7 +165,8 @@ class RetrievalTask(DocumentSearchTask):
         dense = self.mode != "bm25"
         key = str(getattr(runtime, "artifact_id", id(runtime))) if dense else "bm25"
         if key not in self._retrievers:
-            backend, ingest = self.index(runtime if dense else None)
+            retriever = self.new_retriever(runtime if dense else None)
+            backend, ingest = retriever.backend, self.index(runtime if dense else None).ingest
             known = {d.doc_id for d in ingest.documents} | {d.source for d in ingest.documents}
             if self.level == "chunk":
                 known = {c.chunk_id for c in backend.chunks}
@@ -162,7 +174,7 @@ class RetrievalTask(DocumentSearchTask):
             if unknown:
                 raise KogataError(f"{self.where}: gold {self.level} {unknown[0]!r} is not among the documents read from {self.docs[0]}",
                                   f"fix the data ({len(unknown)} unknown), or the docs path")  # fmt: skip
-            self._retrievers[key] = Retriever(backend, self.tokenizer, runtime if dense else None, keyword_weight=self.keyword_weight)
+            self._retrievers[key] = retriever
         return self._retrievers[key]
 
     def _ids(self, hits: list[Any], gold: set[str]) -> list[str]:
@@ -194,7 +206,7 @@ class RetrievalTask(DocumentSearchTask):
                           "ndcg_at_10": ndcg_at(ranked, gold, 10)}  # fmt: skip
                 per_item["id"].append(item_id)
             else:
-                scores = {"no_answer_acc": float(is_weak(hits[:5], self.min_similarity) if self.mode != "bm25" else not hits)}
+                scores = {"no_answer_acc": float(is_weak(hits[:5], self.bar(retriever)) if self.mode != "bm25" else not hits)}
                 no_answer["id"].append(item_id)
             for m, v in scores.items():
                 (per_item if gold else no_answer)[m].append(v)
@@ -207,7 +219,7 @@ class RetrievalTask(DocumentSearchTask):
         metrics["no_answer_acc"] = (M.mean_with_ci(no_answer["no_answer_acc"], seed=self.seed) if no_answer["id"]
                                     else M.not_reported("no query without an answer in the data", 0))  # fmt: skip
         by_group = group_means(groups)
-        info = {**self.search_info(retriever.backend), "level": self.level}
+        info = {**self.search_info(retriever), "level": self.level}
         return {"metrics": metrics, "per_item": per_item, "per_item_no_answer": no_answer, "groups": by_group,
                 "retrieval": info, "samples": samples}  # fmt: skip
 

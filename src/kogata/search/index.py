@@ -6,7 +6,9 @@ newest is the index; the previous one is kept, older ones are removed). Each hol
     index.json       settings and lineage: tokenizer, chunker (size, overlap), embedder artifact id and dim,
                      docs fingerprint, the inputs it was read from, one row per document (id, source, title, sha)
     chunks.sqlite    the chunks (text, source, title, position, span, content hash) and their BM25 tokens
-    vectors.npy      float32 (n_chunks, dim) chunk embeddings, row-aligned (absent for --embedder none)
+    vectors.npy      float32 (n_chunks, dim) chunk embeddings, row-aligned, in the index's centred dense space
+                     (absent for --embedder none)
+    dense_space.npy  the passage and query means of that space (:mod:`kogata.search.space`)
 
 With ``backend=postgresql://user@host:port/db`` (``--backend``, or ``$KOGATA_SEARCH_BACKEND``) the chunks, tokens
 and vectors live in that database instead (:mod:`kogata.search.backend_pg`, one pair of tables per version) and
@@ -27,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kogata.artifacts.artifact import Artifact, LineageStep
 from kogata.core.errors import KogataError
@@ -45,6 +47,7 @@ from kogata.search.backends import (  # noqa: F401  (PG_UPSERT_BATCH: still impo
 from kogata.search.chunk import ChunkerSettings, chunk_documents
 from kogata.search.ingest import MAX_FILE_MB, IngestResult, read_documents
 from kogata.search.retrieve import Retriever
+from kogata.search.space import SPACE_FILE, DenseSpace, fit_space, query_mean_cached
 from kogata.search.tokenize import get_tokenizer
 from kogata.search.vectors import VectorCache, embed_with_cache, open_embedder, resolve_embedder
 
@@ -140,6 +143,7 @@ class SearchIndex:
         self.artifact, self.meta, self.backend, self.store = artifact, meta, backend, store
         self._embedder = None
         self._retriever: Retriever | None = None
+        self.space = read_space(artifact, meta)
 
     @property
     def name(self) -> str:
@@ -175,7 +179,7 @@ class SearchIndex:
         kw = {} if keyword_weight is None else {"keyword_weight": keyword_weight}
         if keyword_weight is None and self._retriever is not None:
             return self._retriever
-        r = Retriever(self.backend, self.meta["tokenizer"], self.embedder() if need_dense else None, **kw)
+        r = Retriever(self.backend, self.meta["tokenizer"], self.embedder() if need_dense else None, space=self.space, **kw)
         if keyword_weight is None and need_dense:
             self._retriever = r
         return r
@@ -185,6 +189,16 @@ class SearchIndex:
             self._embedder.close()
             self._embedder = None
         self.backend.close()
+
+
+def read_space(artifact: Artifact, meta: dict[str, Any]) -> DenseSpace | None:
+    """The dense space an index version's vectors live in (None: raw vectors, an index from before spaces)."""
+    if not meta.get("dense_space"):
+        return None
+    try:
+        return DenseSpace.load(artifact.path)
+    except (OSError, ValueError) as exc:
+        raise KogataError(f"{Path(artifact.path) / SPACE_FILE} is unreadable ({exc})", "rebuild the index with `kogata index build`") from None
 
 
 def check_embedder_matches(store: Any, meta: dict[str, Any], requested: str | None) -> None:
@@ -275,7 +289,9 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
             log(f"could not read the previous version {previous.name} ({exc}); tokenizing every chunk again")
     if prev_backend is not None:
         try:
-            same_embedder = prev_backend.dim and emb_art is not None and prev_meta["embedder"]["id"] == emb_art.id
+            # a version's stored vectors are centred (not the embedder's output) unless it predates dense spaces
+            same_embedder = (prev_backend.dim and emb_art is not None and prev_meta["embedder"]["id"] == emb_art.id
+                             and not prev_meta.get("dense_space"))  # fmt: skip
             for c, toks, vec in prev_backend.rows():
                 reuse_tokens[c.hash] = toks
                 if same_embedder:
@@ -284,6 +300,7 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
             prev_backend.close()
     tokens = [reuse_tokens.get(c.hash) or tokenize(c.embed_text) for c in chunks]
     vectors = None
+    space = None
     dim = 0
     if emb_art is not None:
         cache = VectorCache.for_embedder(store.home, emb_art.id)
@@ -291,15 +308,19 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
             if reuse_vecs:  # the previous version's vectors, in case the cache was cleared
                 cache.put_many(reuse_vecs)
             cached = cache.get_many([c.hash for c in chunks])
-            runtime = open_embedder(emb_art) if any(c.hash not in cached for c in chunks) else _NoEmbedder()
+            need = any(c.hash not in cached for c in chunks) or (len(chunks) > 0 and not query_mean_cached(cache))
+            runtime = open_embedder(emb_art) if need else _NoEmbedder()
             try:
                 vectors, report.embedded = embed_with_cache(runtime, [c.embed_text for c in chunks], [c.hash for c in chunks], cache,
                                                             progress=lambda d, n: say("embed", d, n))  # fmt: skip
+                space = fit_space(vectors, runtime, cache)
             finally:
                 runtime.close()
         finally:
             cache.close()
         dim = int(vectors.shape[1]) if len(chunks) else 0
+        if space is not None:
+            vectors = space.passages(vectors)
     version = (prev_meta["version"] + 1) if prev_meta else 1
     meta = {
         "index_version": INDEX_VERSION,
@@ -307,6 +328,7 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
         "version": version,
         **settings_now,
         "embedder": {"id": emb_art.id, "name": emb_art.name, "dim": dim} if emb_art is not None else None,
+        "dense_space": space.info() if space is not None else None,
         **({"backend_table": None} if backend != EMBEDDED else {}),
         "docs_fingerprint": fingerprint,
         "inputs": [str(Path(p).expanduser().resolve()) for p in inputs],
@@ -321,6 +343,8 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
         for lo in range(0, len(chunks), batch):
             part = slice(lo, lo + batch)
             new.upsert(chunks[part], tokens[part], vectors[part] if vectors is not None else None)
+        if space is not None:
+            space.save(staging.dir)
         if backend == EMBEDDED:
             new.save(staging.dir)
         else:
@@ -343,6 +367,12 @@ def _settings_of(meta: dict[str, Any]) -> dict[str, Any]:
             "embedder": (meta.get("embedder") or {}).get("id"), "backend": meta.get("backend", EMBEDDED)}  # fmt: skip
 
 
+class MemoryIndex(NamedTuple):
+    backend: EmbeddedBackend
+    ingest: IngestResult
+    space: DenseSpace | None
+
+
 class _NoEmbedder:
     """Stands in for the runtime when every vector is cached (loading the model would cost seconds for nothing)."""
 
@@ -356,15 +386,16 @@ class _NoEmbedder:
 
 
 def memory_index(inputs: list[Path], *, embedder: Any = None, chunker: ChunkerSettings | None = None, tokenizer: str = "sudachi",
-                 cache_home: Path | None = None, progress: Progress | None = None) -> tuple[EmbeddedBackend, IngestResult]:  # fmt: skip
+                 cache_home: Path | None = None, progress: Progress | None = None) -> MemoryIndex:  # fmt: skip
     """An index in memory only (evaluation, benchmarks): documents read and chunked as ``build_index`` does, vectors
-    from ``embedder`` (an open embedder runtime; None for BM25 only) through the vector cache under ``cache_home``."""
+    from ``embedder`` (an open embedder runtime; None for BM25 only) through the vector cache under ``cache_home``,
+    centred in their dense space as ``build_index`` stores them."""
     say = progress or (lambda *a: None)
     tokenize = get_tokenizer(tokenizer)
     ingest = read_documents(list(inputs), on_file=lambda s, i, n: say("read", i, n))
     chunks = chunk_documents(ingest.documents, chunker or ChunkerSettings())
     tokens = [tokenize(c.embed_text) for c in chunks]
-    vectors, dim = None, 0
+    vectors, dim, space = None, 0, None
     if embedder is not None:
         cache = None
         if cache_home is not None and getattr(embedder, "artifact_id", None):
@@ -372,10 +403,13 @@ def memory_index(inputs: list[Path], *, embedder: Any = None, chunker: ChunkerSe
         try:
             vectors, _ = embed_with_cache(embedder, [c.embed_text for c in chunks], [c.hash for c in chunks], cache,
                                           progress=lambda d, n: say("embed", d, n))  # fmt: skip
+            space = fit_space(vectors, embedder, cache)
         finally:
             if cache is not None:
                 cache.close()
         dim = int(vectors.shape[1])
+        if space is not None:
+            vectors = space.passages(vectors)
     backend = EmbeddedBackend(dim)
     backend.upsert(chunks, tokens, vectors)
-    return backend, ingest
+    return MemoryIndex(backend, ingest, space)

@@ -165,11 +165,10 @@ class RagQATask(DocumentSearchTask):
             raise KogataError(f"{self.where}: embedder: {exc.message}", exc.hint) from None
         return open_embedder(art)
 
-    def _retrieve(self, questions: list[str], embedder: Any) -> tuple[list[list[Any]], Any]:
-        backend, _ = self.index(embedder)
-        retriever = Retriever(backend, self.tokenizer, embedder, keyword_weight=self.keyword_weight)
+    def _retrieve(self, questions: list[str], embedder: Any) -> tuple[list[list[Any]], Retriever]:
+        retriever = self.new_retriever(embedder)
         mode = self.mode if embedder is not None else "bm25"
-        return retriever.search_many(questions, k=self.k, mode=mode), backend
+        return retriever.search_many(questions, k=self.k, mode=mode), retriever
 
     def _language(self, question: str) -> str:
         return answer_language(question) if self.answer_language == "auto" else self.answer_language
@@ -182,7 +181,7 @@ class RagQATask(DocumentSearchTask):
         use_chat = self.use_chat(runtime)
         embedder = self._open_embedder()
         try:
-            rankings, backend = self._retrieve(questions, embedder)
+            rankings, retriever = self._retrieve(questions, embedder)
             embedder_info = embedder.info() if embedder is not None else None
         finally:
             if embedder is not None:
@@ -198,7 +197,7 @@ class RagQATask(DocumentSearchTask):
             item_id = self.item_id(record, i)
             golds = self.answers[i]
             ans = answer_question(runtime, question, hits, language=self._language(question), max_tokens=self.max_tokens,
-                                  min_similarity=self.min_similarity, use_chat=use_chat)  # fmt: skip
+                                  min_similarity=self.bar(retriever), use_chat=use_chat)  # fmt: skip
             status[ans.status] += 1
             status["invalid_citations"] += len(ans.invalid_citations)
             scores = self._score(ans, hits, golds)
@@ -227,7 +226,7 @@ class RagQATask(DocumentSearchTask):
         metrics["grounded_rate"] = self._mean(grounded["grounded_rate"], "the model answered no question")
         metrics["no_answer_acc"] = self._mean(no_answer["no_answer_acc"], "no question without an answer in the data")
         by_group = group_means(groups)
-        info = {**self.search_info(backend), "mode": self.mode if embedder is not None else "bm25", "k": self.k,
+        info = {**self.search_info(retriever), "mode": self.mode if embedder is not None else "bm25", "k": self.k,
                 "embedder": embedder_info, "chat": self.chat, "prompt": "chat" if use_chat else "plain",
                 "max_tokens": self.max_tokens, "answer_language": self.answer_language}  # fmt: skip
         return {"metrics": metrics, "per_item": per_item, "per_item_cited": cited, "per_item_no_answer": no_answer,

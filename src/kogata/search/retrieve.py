@@ -1,7 +1,9 @@
 """Ranking chunks for a query: BM25, dense, or both fused (the default).
 
 * ``bm25``: the backend's lexical hits (score > 0) with the index's tokenizer (SudachiPy mode C by default).
-* ``dense``: cosine between the query's embedding (e5's ``query:`` prefix) and every chunk vector, exact.
+* ``dense``: cosine between the query's embedding (e5's ``query:`` prefix) and every chunk vector, exact; in the
+  index's centred space when it has one (:mod:`kogata.search.space`: both sides mean-centred, which stops a few
+  "hub" chunks from coming back for everything).
 * ``hybrid``: score fusion over the union of the top ``pool`` of each: ``w · bm25/max(bm25) + (1 − w) ·
   minmax(cosine)``, with ``w = keyword_weight`` (0.2: measured better than reciprocal-rank fusion on paraphrased
   queries, where embeddings alone beat RRF). Zero-score BM25 hits are dropped before fusing; a candidate missing
@@ -22,13 +24,14 @@ import numpy as np
 from kogata.core.errors import KogataError
 from kogata.search.backend import SearchBackend
 from kogata.search.chunk import Chunk
+from kogata.search.space import RAW_MIN_SIMILARITY, DenseSpace, default_min_similarity
 from kogata.search.tokenize import get_tokenizer
 from kogata.search.vectors import embed_queries
 
 MODES = ("hybrid", "bm25", "dense")
 KEYWORD_WEIGHT = 0.2
 POOL = 50
-MIN_SIMILARITY = 0.80  # e5 cosine of the best hit below which an answer is "not in the documents" (see docs/search.md)
+MIN_SIMILARITY = RAW_MIN_SIMILARITY  # raw e5 cosine of the best hit below which an answer is "not in the documents"
 
 
 @dataclass
@@ -59,7 +62,7 @@ class Retriever:
     """Queries one backend with one tokenizer and (optionally) one embedder runtime."""
 
     def __init__(self, backend: SearchBackend, tokenizer: str, embedder: Any = None, *, keyword_weight: float = KEYWORD_WEIGHT,
-                 pool: int = POOL):  # fmt: skip
+                 pool: int = POOL, space: DenseSpace | None = None):  # fmt: skip
         if not 0.0 <= keyword_weight <= 1.0:
             raise KogataError(f"keyword weight must be between 0 and 1, got {keyword_weight}", f"e.g. --keyword-weight {KEYWORD_WEIGHT}")
         self.backend = backend
@@ -68,6 +71,12 @@ class Retriever:
         self.embedder = embedder
         self.keyword_weight = float(keyword_weight)
         self.pool = int(pool)
+        self.space = space  # the index's dense space: query vectors are centred before the search (kogata.search.space)
+
+    @property
+    def min_similarity(self) -> float:
+        """The default "not in the documents" bar for this index's similarities (centred or raw cosines)."""
+        return default_min_similarity(self.space)
 
     @property
     def has_dense(self) -> bool:
@@ -100,6 +109,8 @@ class Retriever:
     def _rank(self, query: str, k: int, mode: str, qv: np.ndarray | None) -> list[Hit]:
         pool = max(self.pool, k)
         lexical = self.backend.lexical(self.tokenize(query), pool if mode != "dense" else 0) if mode != "dense" else []
+        if qv is not None and self.space is not None:
+            qv = self.space.query(qv)
         dense = self.backend.dense(qv, pool) if qv is not None else []
         bm = dict(lexical)
         cos = dict(dense)
@@ -132,7 +143,8 @@ class Retriever:
 
 
 def is_weak(hits: list[Hit], min_similarity: float = MIN_SIMILARITY) -> bool:
-    """True when there is nothing to answer from: no hit, or (with an embedder) the best cosine is below the bar."""
+    """True when there is nothing to answer from: no hit, or (with an embedder) the best cosine is below the bar
+    (pass the retriever's :attr:`Retriever.min_similarity` for an index searched in a centred space)."""
     if not hits:
         return True
     sims = [h.similarity for h in hits if h.similarity is not None]

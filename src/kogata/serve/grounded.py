@@ -78,10 +78,11 @@ def find_passages(holder: Any, index: str, question: str, k: int, mode: str | No
     app's :class:`~kogata.serve.routes.search.SearchIndexes`. Runs in a worker thread (it may embed the query)."""
     from kogata.search.answer import answer_language
     from kogata.search.retrieve import is_weak
+    from kogata.search.space import default_min_similarity
     from kogata.serve.routes.search import retrieve
 
     found, used_mode, hits = retrieve(holder, index, question, k, mode)
-    return Passages(found, used_mode, hits, answer_language(question), is_weak(hits))
+    return Passages(found, used_mode, hits, answer_language(question), is_weak(hits, default_min_similarity(found.space)))
 
 
 # ---- chat completions with "retrieval" ------------------------------------------------------------------------

@@ -141,10 +141,11 @@ def retrieve(holder: SearchIndexes, name: str, query: str, k: int, mode: str | N
 
 def _search(holder: SearchIndexes, body: SearchRequest) -> dict[str, Any]:
     from kogata.search.retrieve import is_weak
+    from kogata.search.space import default_min_similarity
 
     index, mode, hits = retrieve(holder, body.index, body.query, body.k, body.mode, body.keyword_weight)
     return {"object": "search.results", "index": index.name, "index_version": index.meta["version"], "artifact": index.artifact.id,
-            "mode": mode, "weak": is_weak(hits), "data": [h.to_dict() for h in hits]}  # fmt: skip
+            "mode": mode, "weak": is_weak(hits, default_min_similarity(index.space)), "data": [h.to_dict() for h in hits]}  # fmt: skip
 
 
 @router.post("/search", response_model=SearchResults, responses=ERROR_RESPONSES)
