@@ -13,9 +13,12 @@ import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+
+if TYPE_CHECKING:  # datasketch imports scipy (~0.6 s, ~13 MiB): loaded on first use, not by every importer of kogata.data
+    from datasketch import MinHash, MinHashLSH
 
 from kogata.data.normalize import dedup_key
 
@@ -72,6 +75,8 @@ def _identity(x: int) -> int:
 
 
 def signatures(texts: list[str], n: int = 5, seed: int = 0, tick: Callable[[], None] | None = None) -> list[MinHash]:
+    from datasketch import MinHash
+
     template = MinHash(num_perm=NUM_PERM, seed=seed + 1, hashfunc=_identity)
     kwargs = {"permutations": template.permutations}
     if hasattr(template, "scheme"):  # datasketch >= 2 wants the hashing scheme named with the permutations
@@ -87,6 +92,8 @@ def signatures(texts: list[str], n: int = 5, seed: int = 0, tick: Callable[[], N
 
 
 def _lsh(threshold: float) -> MinHashLSH:
+    from datasketch import MinHashLSH
+
     try:
         return MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
     except ValueError:  # thresholds near 1 want fewer than 2 bands; 8 bands of 16 still find them (confirmed below)
