@@ -95,7 +95,8 @@ def _lm_lease(state: ServeState, who: Principal, name: str, client: str = "") ->
     return lease, kind
 
 
-async def _run(request: Request, state: ServeState, who: Principal, body: Any, endpoint: str) -> Any:
+async def _run(request: Request, state: ServeState, who: Principal, body: Any, endpoint: str,
+               passages: list[str] | None = None) -> Any:  # fmt: skip
     client = f"{who.name}\x00{getattr(body, 'user', None) or (request.client.host if request.client else '')}"
     lease, kind = _lm_lease(state, who, body.model, client)
     try:
@@ -111,9 +112,8 @@ async def _run(request: Request, state: ServeState, who: Principal, body: Any, e
                          artifact_id=lease.model.id, messages=gen.messages, prompt=gen.prompt, json_schema=gen.json_schema)
     g = Generation(state, lease, who, ctx, gen, param="messages" if gen.messages is not None else "prompt",
                    default_max=default_max)
-    ui_passages = getattr(request.state, "grounded_passages", None)  # the web UI's grounded answer (server-side only)
-    if ui_passages:
-        ctx.extra["passages"] = list(ui_passages)  # the output checks (grounding) see what the model saw
+    if passages:  # the web UI's grounded answer (server-side only, see chat_with_passages)
+        ctx.extra["passages"] = list(passages)  # the output checks (grounding) see what the model saw
     grounding = None
     if getattr(body, "retrieval", None) is not None:
         from kogata.serve.grounded import Grounding
@@ -195,6 +195,13 @@ async def _text_events(g: Generation, rid: str, include_usage: bool):
 async def chat_completions(body: ChatCompletionRequest, request: Request, state: ServeState = Depends(get_state),
                            who: Principal = Depends(authenticate)) -> Any:
     return await _run(request, state, who, body, "chat.completions")
+
+
+async def chat_with_passages(body: ChatCompletionRequest, request: Request, state: ServeState, who: Principal,
+                             passages: list[str]) -> Any:  # fmt: skip
+    """A chat completion whose output checks (the guard's grounding check) see ``passages`` — what the web UI's
+    grounded answer put in the prompt. Not a route: passages never come from a client."""
+    return await _run(request, state, who, body, "chat.completions", passages=passages)
 
 
 @router.post("/completions", response_model=Completion, responses=STREAMING)

@@ -118,15 +118,13 @@ class HeldForReview(Exception):
 
 async def _served_answer(request: Request, who: Any, model: str, messages: list[dict[str, str]],
                          max_tokens: int | None, passages: list[str]) -> tuple[str, dict[str, Any]]:  # fmt: skip
-    """(the model's text, usage) for the grounded prompt: one non-streamed ``chat_completions`` (guard, audit, metrics);
-    ``passages`` go to the output checks as with chat-completions retrieval (``request.state``, never client input)."""
-    from kogata.serve.routes.openai import chat_completions
+    """(the model's text, usage) for the grounded prompt: one non-streamed chat completion (guard, audit, metrics);
+    ``passages`` go to the output checks as with chat-completions retrieval (never client input)."""
+    from kogata.serve.routes.openai import chat_with_passages
     from kogata.serve.schemas import ChatCompletionRequest
 
-    request.state.grounded_passages = passages
-
     req = ChatCompletionRequest(model=model, messages=messages, stream=False, max_tokens=max_tokens or ANSWER_MAX_TOKENS)
-    response = await chat_completions(req, request, state=serve_state(request), who=who)
+    response = await chat_with_passages(req, request, serve_state(request), who, passages)
     if response.status_code == 202:
         raise HeldForReview()
     body = json.loads(response.body)
