@@ -15,6 +15,7 @@ import kogata.methods.lora.data as ld
 from kogata.artifacts.importer import import_local
 from kogata.artifacts.store import Store
 from kogata.core.errors import KogataError
+from kogata.methods.lora.method import LoraMethodConfig
 from kogata.methods.registry import MethodContext, apply_method
 from tests.cli_helpers import run_cli
 from tests.tiny_models import make_tiny_model, make_tokenizer
@@ -115,6 +116,21 @@ def test_plain_formatting_without_chat_template():
     n_prompt = sum(1 for t in ex.labels if t == ld.IGNORE)
     assert tok.decode(ex.input_ids[:n_prompt]).endswith("System: Be brief.\nUser: Q?\nAssistant:")
     assert ex.input_ids[-1] == tok.eos_token_id and tok.decode(ex.input_ids[n_prompt:-1]) == " one year"
+
+
+def test_plain_prompt_is_the_whole_input_even_with_a_chat_template():
+    """plain_prompt (base models sent one completion prompt, e.g. rag_qa's grounded prompt): no template, no
+    transcript; the prompt as it is, then " answer" + EOS, loss on the answer only."""
+    tok = make_tokenizer()  # it has a chat template: plain_prompt ignores it
+    fmt = ld.Formatter(tok, plain_prompt=True)
+    assert not fmt.chat
+    prompt = "Passages:\n[1] Returns within 30 days.\n\nQuestion: How long?\nAnswer:"
+    (ex,), _ = ld.tokenize_records([ld.Record(prompt, "30 days [1]", "x")], fmt, max_length=256)
+    n_prompt = sum(1 for t in ex.labels if t == ld.IGNORE)
+    assert ex.input_ids[:n_prompt] == list(tok(prompt).input_ids)
+    assert ex.input_ids[-1] == tok.eos_token_id and tok.decode(ex.input_ids[n_prompt:-1]) == " 30 days [1]"
+    with pytest.raises(KogataError, match="system_prompt has no effect with plain_prompt"):
+        LoraMethodConfig(plain_prompt=True, system_prompt="Be brief.").validate()
 
 
 def test_truncation_packing_and_batches():

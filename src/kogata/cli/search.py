@@ -131,7 +131,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
     console.print(table)
 
 
-def _read_queries(path: Path) -> list[dict[str, Any]]:
+def _read_queries(path: Path, keep: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     if not path.is_file():
         raise KogataError(f"--queries file {path} does not exist", 'give a JSONL file with one {"id", "query"} object per line')
     out = []
@@ -148,7 +148,7 @@ def _read_queries(path: Path) -> list[dict[str, Any]]:
             raise KogataError(f"{path}:{number} is not valid JSON ({exc.msg})", 'each line must be {"id": ..., "query": ...}') from None
         if not isinstance(obj, dict) or not isinstance(obj.get("query"), str) or not obj["query"].strip():
             raise KogataError(f"{path}:{number} has no \"query\" string", 'each line must be {"id": ..., "query": ...}')
-        out.append({"id": obj.get("id", number), "query": obj["query"]})
+        out.append({"id": obj.get("id", number), "query": obj["query"], **{k: obj[k] for k in keep if k in obj}})
     if not out:
         raise KogataError(f"{path} holds no queries", 'add lines like {"id": "q1", "query": "返品の期限は？"}')
     return out
@@ -208,6 +208,35 @@ def search_cmd(
             console.print(f"wrote {out} ({len(lines)} queries, top {k} each)", highlight=False)
     finally:
         index.close()
+
+
+@index_app.command("training-data")
+def training_data_cmd(
+    name: str = typer.Argument(..., help="Index to retrieve from (as the answers will be: same passages, same prompt)."),
+    queries: Path = typer.Option(..., "--queries", help='JSONL: {"id", "query", "answer"} per line; no or empty answer = not in the documents.'),
+    out: Path = typer.Option(..., "--out", help="Write the prompt/completion JSONL here (for the lora method with plain_prompt=true)."),
+    k: int = typer.Option(3, "-k", help="Passages per prompt (as `kogata ask -k` / rag_qa's k)."),
+    mode: str = typer.Option(None, "--mode", help="Retrieval: hybrid (default), bm25 or dense."),
+    language: str = typer.Option("auto", "--language", help="Prompt and refusal language: auto (from each question), ja or en."),
+) -> None:
+    """Grounded-answer training data: each question with the passages index NAME returns, and "answer [n]" as the
+    target (or "not in the documents" when no passage holds the answer). Train with
+    `kogata compress BASE --method lora --data OUT --set plain_prompt=true` (docs/search.md)."""
+    from kogata.search.index import SearchIndex
+    from kogata.search.train_data import grounded_examples, write_jsonl
+
+    records = _read_queries(queries, keep=("answer",))
+    index = SearchIndex.open(_store(), name)
+    try:
+        retriever = index.retriever(need_dense=(mode or "hybrid") != "bm25")
+        rows, stats = grounded_examples(retriever, records, k=k, mode=mode, language=language)
+    finally:
+        index.close()
+    write_jsonl(rows, out)
+    s = stats.to_dict()
+    console.print(f"wrote {out}: {s['examples']} examples — {s['cited']} answered with [n], {s['not_retrieved']} whose answer no "
+                  f"retrieved passage holds and {s['no_answer']} without an answer (both trained as 'not in the documents')",
+                  highlight=False)  # fmt: skip
 
 
 def _lm_runtime(store: Any, model: str, runtime: str | None) -> Any:

@@ -22,7 +22,10 @@ prompt — goes in a user turn and the answer in the assistant turn, including t
 tokens, so the model learns to stop. Without a template the prompt is the same ``User:/Assistant:``
 transcript the torch and llama.cpp runtimes use for chat, and the answer is `` answer`` + EOS. Prompt and
 answer are tokenized separately (as at inference: the prompt, then generated tokens). With ``loss_on=answers``
-the prompt tokens get label −100.
+the prompt tokens get label −100. With ``plain_prompt`` the record's prompt is the model's whole input as it
+is (no template, no transcript, no system prompt; BOS as the tokenizer adds it) and the answer `` answer`` + EOS
+follows it: for base models that are sent one plain completion prompt, such as ``rag_qa``'s grounded-answer
+prompt for a model without a chat template (:func:`kogata.search.answer.plain_prompt`).
 """
 
 from __future__ import annotations
@@ -190,10 +193,11 @@ class Formatter:
     tokenizer: Any
     system_prompt: str | None = None
     use_chat_template: bool = True
+    plain_prompt: bool = False  # the prompt is the whole input, as it is
 
     @property
     def chat(self) -> bool:
-        return self.use_chat_template and bool(getattr(self.tokenizer, "chat_template", None))
+        return not self.plain_prompt and self.use_chat_template and bool(getattr(self.tokenizer, "chat_template", None))
 
     def messages(self, user: str) -> list[dict[str, str]]:
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -201,6 +205,8 @@ class Formatter:
 
     def prompt_text(self, user: str) -> str:
         """What a runtime is given before generating the answer."""
+        if self.plain_prompt:
+            return user
         if self.chat:
             return self.tokenizer.apply_chat_template(self.messages(user), add_generation_prompt=True, tokenize=False)
         from kogata.runtimes.torch_runtime import render_plain_chat

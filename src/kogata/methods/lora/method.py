@@ -62,6 +62,7 @@ class LoraMethodConfig:
     max_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0: no limit
     system_prompt: str | None = None
     use_chat_template: bool = True
+    plain_prompt: bool = False  # the record's prompt is the whole model input (base models sent a plain prompt)
     prompt_field: list[str] = field(default_factory=list)  # for records with other field names
     answer_field: str | None = None
 
@@ -76,6 +77,8 @@ class LoraMethodConfig:
             (0 <= self.eval_fraction < 1, "eval_fraction must be in [0, 1)", "e.g. eval_fraction=0.1, or 0 for no eval split"),
             (self.max_minutes >= 0 and self.warmup_steps >= 0, "max_minutes and warmup_steps cannot be negative", "use 0 for none"),
             (bool(self.target_modules), "target_modules is empty", "use target_modules=all-linear or name modules, e.g. q_proj,v_proj"),
+            (not (self.plain_prompt and self.system_prompt), "system_prompt has no effect with plain_prompt (the prompt is the whole input)",
+             "put the instructions in the prompts, or drop plain_prompt"),
         ]
         for ok, message, hint in checks:
             if not ok:
@@ -177,7 +180,8 @@ def lora(artifact: Artifact, cfg: LoraMethodConfig, ctx: MethodContext) -> Artif
             "target_modules": resolved,
             "trainable_params": trainable,
             "base_params": total - trainable,
-            "prompt_format": {"chat_template": fmt.chat, "system_prompt": cfg.system_prompt, "loss_on": cfg.loss_on},
+            "prompt_format": {"chat_template": fmt.chat, "plain_prompt": cfg.plain_prompt, "system_prompt": cfg.system_prompt,
+                              "loss_on": cfg.loss_on},  # fmt: skip
         }
         (st.dir / ADAPTER_META).write_text(json.dumps(meta, indent=2))
         metrics = {
@@ -220,7 +224,7 @@ def prepare_examples(tok: Any, cfg: LoraMethodConfig, paths: list[Any], seed: in
     Raises when the training part is smaller than one batch."""
     import kogata.methods.lora.data as ld
 
-    fmt = ld.Formatter(tok, system_prompt=cfg.system_prompt, use_chat_template=cfg.use_chat_template)
+    fmt = ld.Formatter(tok, system_prompt=cfg.system_prompt, use_chat_template=cfg.use_chat_template, plain_prompt=cfg.plain_prompt)
     records = ld.read_records(paths, prompt_fields=cfg.prompt_field, answer_field=cfg.answer_field)
     train_rec, eval_rec = ld.split_eval(records, cfg.eval_fraction, seed)
     train_set, stats = ld.tokenize_records(train_rec, fmt, max_length=cfg.max_length, loss_on=cfg.loss_on)
