@@ -120,6 +120,15 @@ def test_index_from_before_spaces_still_searches_raw(store, tmp_path):
         assert hit.chunk.source == "policies/returns.md" and hit.similarity > RAW_MIN_SIMILARITY
     finally:
         index.close()
+    # the next update rewrites it centred, though no document changed (the vectors come from the cache)
+    rep = update_index(store, "old")
+    assert not rep.up_to_date and rep.version == 2 and rep.embedded == 0
+    index = SearchIndex.open(store, "old")
+    try:
+        assert index.space is not None and index.retriever().min_similarity == MIN_SIMILARITY
+    finally:
+        index.close()
+    assert update_index(store, "old").up_to_date  # and then it is up to date
 
 
 def test_update_after_the_cache_is_cleared_re_embeds_instead_of_reusing_centred_vectors(store, tmp_path):

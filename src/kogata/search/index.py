@@ -274,7 +274,9 @@ def _write_version(store: Any, name: str, previous: Artifact | None, *, inputs: 
     report.removed = sorted(old_docs.keys() - new_docs.keys())
     report.changed = sorted(k for k in new_docs.keys() & old_docs.keys() if new_docs[k] != old_docs[k])
     report.unchanged = len(new_docs.keys() & old_docs.keys()) - len(report.changed)
-    if prev_meta is not None and prev_meta["docs_fingerprint"] == fingerprint and _settings_of(prev_meta) == settings_now:
+    centred_before = bool(prev_meta and prev_meta.get("dense_space"))  # an index from before dense spaces is rewritten centred
+    if (prev_meta is not None and prev_meta["docs_fingerprint"] == fingerprint and _settings_of(prev_meta) == settings_now
+            and centred_before == (emb_art is not None)):  # fmt: skip
         report.artifact, report.version, report.chunks = previous, prev_meta["version"], prev_meta["chunks"]
         report.up_to_date, report.seconds = True, time.perf_counter() - started
         return report
