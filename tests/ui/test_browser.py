@@ -52,7 +52,28 @@ def _assistant_text(page) -> str:
     return page.locator("#chat-log li.assistant .body").last.text_content() or ""
 
 
-def test_chat_streams_tokens(live, page_factory, shots_dir):
+@pytest.fixture()
+def paced_pieces(monkeypatch):
+    """The tiny random model writes a whole answer in about a millisecond, so all of its SSE events can reach the
+    browser in one network read (CI saw exactly that) and nothing could show piece by piece. The live server (in
+    this process) is paced here to one piece per 25 ms, about a real small model's rate on this CPU, so the test
+    checks what it means to: the UI draws each piece as it arrives."""
+    import asyncio
+
+    from kogata.serve.generation import Generation
+
+    original = Generation._next
+
+    async def paced(self):
+        piece = await original(self)
+        if piece is not None and piece.token_ids:
+            await asyncio.sleep(0.025)
+        return piece
+
+    monkeypatch.setattr(Generation, "_next", paced)
+
+
+def test_chat_streams_tokens(live, page_factory, shots_dir, paced_pieces):
     page = page_factory("ja")
     page.goto(live.url + "/ui/playground")
     page.evaluate("""() => { window.__updates = [];
