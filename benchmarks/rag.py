@@ -166,6 +166,11 @@ def main() -> None:
                             Path(args.json).write_text(json.dumps(out, indent=1, ensure_ascii=False), encoding="utf-8")
             finally:
                 rt.close()
+    finish(out, load_before, args)
+
+
+def finish(out: dict, load_before: tuple, args: argparse.Namespace) -> None:
+    """Print the table and the load average; write ``--markdown`` / ``--json`` (also for benchmarks/rag_lora.py)."""
     out["machine"]["load_after"] = os.getloadavg()
     table = markdown(out["rows"])
     print(table)
@@ -174,7 +179,7 @@ def main() -> None:
     if args.markdown:
         Path(args.markdown).write_text(table + "\n", encoding="utf-8")
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1, ensure_ascii=False), encoding="utf-8")
+        Path(args.json).write_text(json.dumps(out, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
 
 
 if __name__ == "__main__":
